@@ -1,0 +1,3 @@
+module github.com/xenha/xenha
+
+go 1.26
