@@ -16,6 +16,9 @@ var (
 	ErrInvalidState = errors.New("netguard: invalid state")
 	// ErrUnavailable: the packet filter could not be programmed or read.
 	ErrUnavailable = errors.New("netguard: packet filter unavailable")
+	// ErrBlocked: an announcement was asked for a VIF whose traffic is
+	// blocked; its frames would be dropped. Unblock it (Apply) first.
+	ErrBlocked = errors.New("netguard: VIF is blocked")
 )
 
 // VIF is one guarded VM network interface.
