@@ -191,3 +191,20 @@ type Event struct {
 type Watcher interface {
 	Events(ctx context.Context) (<-chan Event, error)
 }
+
+// Pauser is implemented by hypervisors that can freeze a running domain in
+// memory and let it continue later. xenha's isolation response pauses VMs when
+// a host loses its lease, so that a short loss of quorum costs a pause, not a
+// reboot; a paused domain executes nothing and writes nothing.
+type Pauser interface {
+	// Suspend pauses a running domain. Suspending a paused domain is not an error.
+	Suspend(ctx context.Context, name string) error
+	// Resume continues a paused domain. Resuming a running domain is not an error.
+	Resume(ctx context.Context, name string) error
+}
+
+// Executing reports whether a domain in state s executes guest code: running or
+// shutting down. The single-runner rule allows a VM to execute on one host only.
+func (s State) Executing() bool {
+	return s == StateRunning || s == StateShuttingDown
+}
