@@ -1,0 +1,166 @@
+package ha
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// The detector turns "when did I last apply a renewal from host H" into
+// verdicts. It runs on every member (onApplied feeds it) and is consulted by
+// the leader. All times are this member's monotonic clock: time.Time values
+// from time.Now carry a monotonic reading and Sub uses it, so a wall-clock
+// step changes no verdict. It does no I/O and takes its clock as a function,
+// so that tests drive it without sleeping.
+
+// timings are the failure-detection thresholds, taken from Config.
+type timings struct {
+	WarnTime      time.Duration
+	DeadTime      time.Duration
+	InitDead      time.Duration
+	Lease         time.Duration
+	ReassignAfter time.Duration
+	// WatchdogTimeout is set only under FencePolicy AllowLeaseExpiry.
+	WatchdogTimeout time.Duration
+}
+
+// Health is the detector's verdict on one host.
+type Health int
+
+// Verdicts, in increasing order of silence.
+const (
+	HealthOK   Health = iota // renewing
+	HealthWarn               // silent past WarnTime
+	HealthDead               // silent past DeadTime (or InitDead for a host never heard)
+)
+
+func (h Health) String() string {
+	switch h {
+	case HealthWarn:
+		return "warn"
+	case HealthDead:
+		return "dead"
+	}
+	return "ok"
+}
+
+// Verdict is what the detector says about one host at one instant.
+type Verdict struct {
+	Host    string
+	Health  Health
+	Silence time.Duration
+	// Reassignable: silence is past ReassignAfter, so that the host's lease
+	// has certainly run out on its own clock too. Fence-before-recover still
+	// needs a committed fence record besides.
+	Reassignable bool
+	// LeaseExpired: silence is past Lease + WatchdogTimeout, so a host with a
+	// working watchdog has reset itself (FencePolicy AllowLeaseExpiry only).
+	LeaseExpired bool
+}
+
+// detector tracks renewals per host. Safe for concurrent use: onApplied
+// writes while the leader's loop reads.
+type detector struct {
+	t   timings
+	now func() time.Time
+
+	mu      sync.Mutex
+	started time.Time
+	leader  time.Time // zero while not leader
+	last    map[string]time.Time
+}
+
+func newDetector(t timings, now func() time.Time) *detector {
+	if now == nil {
+		now = time.Now
+	}
+	return &detector{t: t, now: now, started: now(), last: map[string]time.Time{}}
+}
+
+// renewed records that a renewal from host was applied now.
+func (d *detector) renewed(host string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.last[host] = d.now()
+}
+
+// forget drops a host (it left, or it was fenced and will re-register).
+func (d *detector) forget(host string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.last, host)
+}
+
+// becameLeader starts the leader's count. Silence is never counted from
+// before this instant: a follower's record of renewals may lag the log, so a
+// new leader gives every host a full period to prove itself.
+func (d *detector) becameLeader() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.leader = d.now()
+}
+
+// lostLeadership stops the count.
+func (d *detector) lostLeadership() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.leader = time.Time{}
+}
+
+// verdict judges one host. It is meaningful only on the leader: on a
+// follower it reports every host as OK.
+func (d *detector) verdict(host string) Verdict {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.verdictLocked(host, d.now())
+}
+
+func (d *detector) verdictLocked(host string, now time.Time) Verdict {
+	v := Verdict{Host: host}
+	if d.leader.IsZero() {
+		return v
+	}
+	last, seen := d.last[host]
+	from := d.leader
+	if seen && last.After(from) {
+		from = last
+	}
+	v.Silence = now.Sub(from)
+	dead := v.Silence > d.t.DeadTime
+	// A host this member has never heard from gets InitDead from the
+	// member's start: it may still be booting. A host it has heard from
+	// gets no such grace, so a new leader does not delay a failover.
+	if !seen && now.Sub(d.started) <= d.t.InitDead {
+		dead = false
+	}
+	switch {
+	case dead:
+		v.Health = HealthDead
+	case v.Silence > d.t.WarnTime:
+		v.Health = HealthWarn
+	}
+	v.Reassignable = v.Silence > d.t.ReassignAfter
+	v.LeaseExpired = d.t.WatchdogTimeout > 0 && v.Silence > d.t.Lease+d.t.WatchdogTimeout
+	return v
+}
+
+// verdicts judges the given hosts at one instant, sorted by host.
+func (d *detector) verdicts(hosts []string) []Verdict {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	out := make([]Verdict, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, d.verdictLocked(h, now))
+	}
+	slices.SortFunc(out, func(a, b Verdict) int {
+		if a.Host < b.Host {
+			return -1
+		}
+		if a.Host > b.Host {
+			return 1
+		}
+		return 0
+	})
+	return out
+}

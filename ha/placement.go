@@ -1,0 +1,196 @@
+package ha
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Placement decides where VMs run. It is a pure function of the replicated
+// state, so that a new leader that re-runs it mid-incident reaches the same
+// answer as the old one, and so that every rule can be table-tested.
+
+// Assignment is one placement decision.
+type Assignment struct {
+	VM   string `json:"vm"`
+	Host string `json:"host"`
+}
+
+// Placement is the outcome of one placement round.
+type Placement struct {
+	// Assign lists decisions in start order: restart before best-effort,
+	// higher Priority first, then lower Order, then name.
+	Assign []Assignment
+	// Unplaced maps a VM that found no host to the reason, for VM.Pending and
+	// the operator.
+	Unplaced map[string]string
+}
+
+// hostRoom is what is left on one host while a round places VMs.
+type hostRoom struct {
+	id       string
+	memFree  int64 // KiB; math on signed values so over-commit shows as negative
+	cpuFree  int
+	memLimit bool // false when the host declared no memory capacity
+	cpuLimit bool
+	groups   map[string]bool
+}
+
+// eligibleHost reports whether h may receive VMs: witnesses never, and only
+// online hosts (never suspect, fenced, maintenance, joining or left).
+func eligibleHost(h *Host) bool {
+	return h != nil && h.Role != RoleWitness && h.State == HostOnline
+}
+
+// placeable reports whether vm wants a host: not stopped by the operator and
+// with a policy that restarts it.
+func placeable(vm *VM) bool {
+	return vm != nil && !vm.Stopped && vm.Policy.Restart != RestartOff
+}
+
+// placementLess orders VMs for placement and start.
+func placementLess(a, b *VM) int {
+	rank := func(v *VM) int {
+		if v.Policy.Restart == RestartAlways {
+			return 0
+		}
+		return 1
+	}
+	return cmp.Or(
+		cmp.Compare(rank(a), rank(b)),
+		cmp.Compare(b.Policy.Priority, a.Policy.Priority),
+		cmp.Compare(a.Policy.Order, b.Policy.Order),
+		cmp.Compare(a.Name, b.Name),
+	)
+}
+
+// place decides hosts for the VMs named in want, given everything else in s
+// as fixed. A VM in want that currently has a host is treated as moving: its
+// old host's room is not charged for it. Names in want that are not in s, or
+// that are not placeable, are ignored. s is not modified.
+func place(s *State, want []string) Placement {
+	out := Placement{Unplaced: map[string]string{}}
+	moving := map[string]bool{}
+	var vms []*VM
+	for _, name := range want {
+		vm := s.VMs[name]
+		if !placeable(vm) || moving[name] {
+			continue
+		}
+		moving[name] = true
+		vms = append(vms, vm)
+	}
+	if len(vms) == 0 {
+		return out
+	}
+	slices.SortFunc(vms, placementLess)
+
+	room := map[string]*hostRoom{}
+	var ids []string
+	for id, h := range s.Hosts {
+		if !eligibleHost(h) {
+			continue
+		}
+		room[id] = &hostRoom{
+			id:       id,
+			memFree:  int64(h.Capacity.MemoryKiB),
+			cpuFree:  h.Capacity.VCPUs,
+			memLimit: h.Capacity.MemoryKiB > 0,
+			cpuLimit: h.Capacity.VCPUs > 0,
+			groups:   map[string]bool{},
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	// Charge every VM that stays where it is, so that room means real room.
+	for name, vm := range s.VMs {
+		if moving[name] || vm.Host == "" || vm.Stopped {
+			continue
+		}
+		r := room[vm.Host]
+		if r == nil {
+			continue
+		}
+		r.memFree -= int64(vm.Spec.MemoryKiB)
+		r.cpuFree -= vm.Spec.VCPUs
+		if g := vm.Policy.AntiAffinity; g != "" {
+			r.groups[g] = true
+		}
+	}
+
+	for _, vm := range vms {
+		host, reason := pick(vm, room, ids)
+		if host == nil {
+			out.Unplaced[vm.Name] = reason
+			continue
+		}
+		host.memFree -= int64(vm.Spec.MemoryKiB)
+		host.cpuFree -= vm.Spec.VCPUs
+		if g := vm.Policy.AntiAffinity; g != "" {
+			host.groups[g] = true
+		}
+		out.Assign = append(out.Assign, Assignment{VM: vm.Name, Host: host.id})
+	}
+	return out
+}
+
+// pick chooses a host for vm: the first preferred host that fits, else the
+// host with the most free memory (spreading load, ties by name). It returns
+// nil and a reason a person can act on when none fits.
+func pick(vm *VM, room map[string]*hostRoom, ids []string) (*hostRoom, string) {
+	if len(ids) == 0 {
+		return nil, "no eligible host: every host is a witness or is suspect, fenced, in maintenance or not yet online"
+	}
+	var fits []*hostRoom
+	var noMem, noCPU, grouped int
+	for _, id := range ids {
+		r := room[id]
+		switch {
+		case r.memLimit && r.memFree < int64(vm.Spec.MemoryKiB):
+			noMem++
+		case r.cpuLimit && r.cpuFree < vm.Spec.VCPUs:
+			noCPU++
+		case vm.Policy.AntiAffinity != "" && r.groups[vm.Policy.AntiAffinity]:
+			grouped++
+		default:
+			fits = append(fits, r)
+		}
+	}
+	if len(fits) == 0 {
+		var why []string
+		if noMem > 0 {
+			why = append(why, fmt.Sprintf("%d host(s) lack %d MiB of free memory", noMem, vm.Spec.MemoryKiB/1024))
+		}
+		if noCPU > 0 {
+			why = append(why, fmt.Sprintf("%d host(s) lack %d free vCPUs", noCPU, vm.Spec.VCPUs))
+		}
+		if grouped > 0 {
+			why = append(why, fmt.Sprintf("%d host(s) already run a VM of anti-affinity group %q", grouped, vm.Policy.AntiAffinity))
+		}
+		return nil, "no capacity: " + strings.Join(why, ", ") + "; waiting for room (add a host, stop a VM or lower its size)"
+	}
+	for _, p := range vm.Policy.Preferred {
+		for _, r := range fits {
+			if r.id == p {
+				return r, ""
+			}
+		}
+	}
+	best := fits[0]
+	for _, r := range fits[1:] {
+		if score(r) > score(best) {
+			best = r
+		}
+	}
+	return best, ""
+}
+
+// score ranks hosts by free memory; hosts without a declared limit rank by
+// free vCPUs, and last.
+func score(r *hostRoom) int64 {
+	if !r.memLimit {
+		return int64(r.cpuFree) - 1<<62
+	}
+	return r.memFree
+}
