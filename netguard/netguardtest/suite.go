@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,14 +115,28 @@ func (s *suite) check(t *testing.T, g netguard.Guard, want netguard.State) {
 	if s.probe == nil {
 		return
 	}
-	for _, v := range s.vifs {
+	// Probes run concurrently: a probe of blocked traffic waits for a
+	// timeout, and they do not interfere (one VIF each).
+	type result struct {
+		pass bool
+		err  error
+	}
+	results := make([]result, len(s.vifs))
+	var wg sync.WaitGroup
+	for i, v := range s.vifs {
+		wg.Go(func() {
+			pass, err := s.probe(ctx, v)
+			results[i] = result{pass, err}
+		})
+	}
+	wg.Wait()
+	for i, v := range s.vifs {
 		wantPass, _ := want.Allowed(v.MAC)
-		pass, err := s.probe(ctx, v)
-		if err != nil {
+		if err := results[i].err; err != nil {
 			t.Fatalf("probe VM %q (%s): %v", v.VM, v.MAC, err)
 		}
-		if pass != wantPass {
-			t.Errorf("traffic of VM %q (%s) passes=%v under mode %s, want %v", v.VM, v.MAC, pass, want.Mode, wantPass)
+		if results[i].pass != wantPass {
+			t.Errorf("traffic of VM %q (%s) passes=%v under mode %s, want %v", v.VM, v.MAC, results[i].pass, want.Mode, wantPass)
 		}
 	}
 }

@@ -1,0 +1,221 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+
+	"github.com/xenha/xenha/netguard"
+)
+
+// DefaultTable is the name of the bridge-family table a Guard owns unless
+// [WithTable] says otherwise.
+const DefaultTable = "xenha"
+
+// sendBuffer is the netlink send buffer the guard asks for (as root it may
+// exceed net.core.wmem_max): one Apply is one message batch, and with
+// thousands of VIFs and their metadata it outgrows the default 208 KiB.
+const sendBuffer = 8 << 20
+
+// Guard is a [netguard.Guard] and [netguard.Announcer] on nftables. It owns
+// one table of the bridge family; nothing else in the kernel's ruleset is
+// read or changed. Its methods are safe for concurrent use.
+type Guard struct {
+	table  string
+	bridge string
+	netns  int // fd of the network namespace, or -1 for the caller's
+	log    *slog.Logger
+	dial   nltest.Func // test hook: record the batches instead of sending them
+
+	mu sync.Mutex // serializes Apply and Current of this process
+}
+
+// Option configures a Guard.
+type Option func(*Guard)
+
+// WithTable names the table (default [DefaultTable]). Guards of different
+// bridges on one host need different tables.
+func WithTable(name string) Option { return func(g *Guard) { g.table = name } }
+
+// WithBridge names the bridge the guard's VIFs are on: announcements are sent
+// on it. Without it Announce finds the bridge from the VIF's Port. The drop
+// rules cover every bridge of the host either way (see [New]).
+func WithBridge(name string) Option { return func(g *Guard) { g.bridge = name } }
+
+// WithNetNS makes the guard work in the network namespace open as fd (a file
+// of /run/netns or /proc/PID/ns/net), instead of the caller's. The caller
+// keeps the fd open for the guard's life and closes it.
+func WithNetNS(fd int) Option { return func(g *Guard) { g.netns = fd } }
+
+// WithLogger sets where the guard logs (by default nowhere).
+func WithLogger(l *slog.Logger) Option { return func(g *Guard) { g.log = l } }
+
+// New returns a guard. Its rules match guarded MACs on every bridge of the
+// host: scoping them to one bridge would need the kernel's nft_meta_bridge,
+// which is often not built (it is not on xenha's CI kernel), and a guarded
+// VM's MAC is unique on a host anyway. It does no I/O: in particular it leaves whatever table
+// a previous process left in force, so a restart never opens blocked
+// traffic. The first [Guard.Apply] replaces that state.
+func New(opts ...Option) (*Guard, error) {
+	g := &Guard{table: DefaultTable, netns: -1, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.table == "" || len(g.table) > 255 {
+		return nil, fmt.Errorf("nft: table name %q: want 1 to 255 bytes", g.table)
+	}
+	if len(g.bridge) > 15 {
+		return nil, fmt.Errorf("nft: bridge name %q longer than 15 bytes", g.bridge)
+	}
+	return g, nil
+}
+
+func (g *Guard) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(growSendBuffer)}
+	if g.netns >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(g.netns))
+	}
+	if g.dial != nil {
+		opts = []nftables.ConnOption{nftables.WithTestDial(g.dial)}
+	}
+	return nftables.New(opts...)
+}
+
+func growSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil // not a real socket: nothing to size
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sendBuffer)
+		if serr != nil { // not privileged: take what wmem_max allows
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sendBuffer)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// Apply puts s in force in one netlink batch, which the kernel commits
+// atomically: the table is created if absent, deleted and rebuilt whole, so
+// either all of s is in force afterwards or (on any error) the previous
+// state still is. Packets never see a partial table. ctx is honoured until
+// the batch is sent; a batch in flight completes.
+func (g *Guard) Apply(ctx context.Context, s netguard.State) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	rs, err := build(g.table, s)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nft: apply to table bridge %s not sent: %w", g.table, err)
+	}
+	c, err := g.conn()
+	if err != nil {
+		return g.unavailable("open netlink", err)
+	}
+	if err := rs.queue(c); err != nil {
+		return g.unavailable("encode batch", err)
+	}
+	if err := c.Flush(); err != nil {
+		return g.unavailable("commit batch", err)
+	}
+	g.log.LogAttrs(ctx, slog.LevelInfo, "netguard applied", slog.String("table", g.table),
+		slog.String("mode", s.Mode.String()), slog.Int("vifs", len(s.Rules)))
+	return nil
+}
+
+// queue adds the whole table to c's batch. Adding the table first makes the
+// delete succeed whether or not it existed, all in the same transaction.
+func (rs *ruleset) queue(c *nftables.Conn) error {
+	c.AddTable(rs.table)
+	c.DelTable(rs.table)
+	c.AddTable(rs.table)
+	if err := c.AddSet(rs.guarded, rs.gElems); err != nil {
+		return err
+	}
+	if err := c.AddSet(rs.allowed, rs.aElems); err != nil {
+		return err
+	}
+	for _, ch := range rs.chains {
+		c.AddChain(ch)
+	}
+	for _, r := range rs.rules {
+		c.AddRule(r)
+	}
+	return nil
+}
+
+// Current reads the state in force back from the kernel. With no table, it
+// is the empty state (nothing guarded). A table changed by something other
+// than a Guard is reported as ErrUnavailable rather than guessed at.
+func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return netguard.State{}, fmt.Errorf("nft: read table bridge %s: %w", g.table, err)
+	}
+	c, err := g.conn()
+	if err != nil {
+		return netguard.State{}, g.unavailable("open netlink", err)
+	}
+	t, err := c.ListTableOfFamily(g.table, nftables.TableFamilyBridge)
+	if errors.Is(err, syscall.ENOENT) {
+		return netguard.State{}, nil
+	}
+	if err != nil {
+		return netguard.State{}, g.unavailable("list table", err)
+	}
+	rules := map[string][]string{}
+	for _, name := range []string{chainFwd, chainInput, chainOutput} {
+		rr, err := c.GetRules(t, &nftables.Chain{Name: name, Table: t})
+		if err != nil {
+			return netguard.State{}, g.unavailable("list rules of chain "+name, err)
+		}
+		for _, r := range rr {
+			rules[name] = append(rules[name], describe(r.Exprs))
+		}
+	}
+	mode, err := modeOf(rules)
+	if err != nil {
+		return netguard.State{}, g.unavailable("read", err)
+	}
+	var elems [2][]nftables.SetElement
+	for i, name := range []string{setGuarded, setAllowed} {
+		set, err := c.GetSetByName(t, name)
+		if err != nil {
+			return netguard.State{}, g.unavailable("get set "+name, err)
+		}
+		if elems[i], err = c.GetSetElements(set); err != nil {
+			return netguard.State{}, g.unavailable("list set "+name, err)
+		}
+	}
+	s, err := stateOf(mode, elems[0], elems[1])
+	if err != nil {
+		return netguard.State{}, g.unavailable("read", err)
+	}
+	return s, nil
+}
+
+func (g *Guard) unavailable(what string, err error) error {
+	hint := "is nf_tables loaded and the process root (CAP_NET_ADMIN)?"
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		hint = "netguard needs CAP_NET_ADMIN"
+	}
+	return fmt.Errorf("%w: nft: %s of table bridge %s: %w (%s)", netguard.ErrUnavailable, what, g.table, err, hint)
+}

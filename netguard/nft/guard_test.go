@@ -1,0 +1,27 @@
+package nft_test
+
+import (
+	"testing"
+
+	"github.com/xenha/xenha/netguard"
+	"github.com/xenha/xenha/netguard/netguardtest"
+	"github.com/xenha/xenha/netguard/nft"
+)
+
+func (l *lab) guard(opts ...nft.Option) *nft.Guard {
+	l.t.Helper()
+	g, err := nft.New(append([]nft.Option{nft.WithNetNS(int(l.nsFd.Fd())), nft.WithBridge("br0")}, opts...)...)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return g
+}
+
+// TestConformance runs the netguard conformance suite against a real kernel
+// table, with pings through the bridge as evidence.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	netguardtest.Run(t, func(t *testing.T) netguard.Guard { return l.guard() },
+		netguardtest.WithVIFs(l.vifs()...), netguardtest.WithProbe(l.probe))
+}

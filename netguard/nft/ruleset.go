@@ -1,0 +1,267 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+
+	"github.com/xenha/xenha/netguard"
+)
+
+// Names inside the table. They are part of the on-kernel format: a guard
+// reads back what an earlier process (perhaps an older version) left.
+const (
+	setGuarded  = "guarded"
+	setAllowed  = "allowed"
+	chainFwd    = "forward"
+	chainInput  = "input"
+	chainOutput = "output"
+)
+
+// Fixed set IDs make the batch byte-for-byte reproducible (the library would
+// otherwise number sets from a process-wide counter).
+const (
+	idGuarded = 1
+	idAllowed = 2
+)
+
+// chainPriority runs the guard before anything at the bridge filter priority
+// (-200), so that no other bridge rule can accept a blocked VM's frame first.
+const chainPriority = -250
+
+// maxComment bounds the metadata kept beside each guarded MAC (VM name, port,
+// addresses), within the kernel's 256-byte element user data.
+const maxComment = 250
+
+// etherField is where a MAC sits in the Ethernet header.
+type etherField uint32
+
+const (
+	etherDst etherField = 0
+	etherSrc etherField = 6
+)
+
+func (f etherField) String() string {
+	if f == etherDst {
+		return "daddr"
+	}
+	return "saddr"
+}
+
+// ruleset is the complete content of the guard's table for one State.
+type ruleset struct {
+	table   *nftables.Table
+	guarded *nftables.Set
+	allowed *nftables.Set
+	gElems  []nftables.SetElement
+	aElems  []nftables.SetElement
+	chains  []*nftables.Chain
+	rules   []*nftables.Rule
+}
+
+// vifMeta is what the guard remembers of a VIF beside its MAC, in the set
+// element's comment, so that Current can return the whole State. Short keys:
+// the comment is at most maxComment bytes.
+type vifMeta struct {
+	VM    string       `json:"v,omitempty"`
+	Port  string       `json:"p,omitempty"`
+	Addrs []netip.Addr `json:"a,omitempty"`
+}
+
+func encodeMeta(v netguard.VIF) (string, error) {
+	if v.VM == "" && v.Port == "" && len(v.Addrs) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(vifMeta{VM: v.VM, Port: v.Port, Addrs: v.Addrs})
+	if err != nil {
+		return "", fmt.Errorf("%w: VIF %s of VM %q: %v", netguard.ErrInvalidState, v.MAC, v.VM, err)
+	}
+	if len(b) > maxComment {
+		return "", fmt.Errorf("%w: VIF %s of VM %q: name, port and addresses take %d bytes, the kernel keeps %d beside a MAC; shorten the name or list fewer addresses",
+			netguard.ErrInvalidState, v.MAC, v.VM, len(b), maxComment)
+	}
+	return string(b), nil
+}
+
+// decodeMeta parses an element comment. It rejects anything the guard did not
+// write, rather than inventing a VIF from it.
+func decodeMeta(comment string) (vifMeta, error) {
+	var m vifMeta
+	if comment == "" {
+		return m, nil
+	}
+	if len(comment) > maxComment+6 { // slack for what the kernel pads
+		return m, fmt.Errorf("comment of %d bytes, longer than netguard writes", len(comment))
+	}
+	dec := json.NewDecoder(strings.NewReader(comment))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return vifMeta{}, fmt.Errorf("comment %q: %v", comment, err)
+	}
+	if dec.More() {
+		return vifMeta{}, fmt.Errorf("comment %q: trailing data", comment)
+	}
+	return m, nil
+}
+
+// build turns a valid State into the table's content.
+//
+// The rules cover every bridge of the host. Scoping them to one bridge
+// (meta ibrname) needs the kernel's nft_meta_bridge, which is often not
+// built; MACs of guarded VMs are unique on a host, so host-wide is safe.
+func build(table string, s netguard.State) (*ruleset, error) {
+	rs := &ruleset{table: &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}}
+	rs.guarded = &nftables.Set{Table: rs.table, Name: setGuarded, ID: idGuarded, KeyType: nftables.TypeEtherAddr}
+	rs.allowed = &nftables.Set{Table: rs.table, Name: setAllowed, ID: idAllowed, KeyType: nftables.TypeEtherAddr}
+	for _, r := range s.Normalize().Rules {
+		c, err := encodeMeta(r.VIF)
+		if err != nil {
+			return nil, err
+		}
+		mac := slices.Clone([]byte(r.VIF.MAC))
+		rs.gElems = append(rs.gElems, nftables.SetElement{Key: mac, Comment: c})
+		if r.Allow {
+			rs.aElems = append(rs.aElems, nftables.SetElement{Key: mac})
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	prio := nftables.ChainPriority(chainPriority)
+	chain := func(name string, hook *nftables.ChainHook) *nftables.Chain {
+		c := &nftables.Chain{Name: name, Table: rs.table, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: &prio, Policy: &accept}
+		rs.chains = append(rs.chains, c)
+		return c
+	}
+	fwd := chain(chainFwd, nftables.ChainHookForward)
+	in := chain(chainInput, nftables.ChainHookInput)
+	out := chain(chainOutput, nftables.ChainHookOutput)
+	for _, sig := range signatures(s.Mode) {
+		c := map[string]*nftables.Chain{chainFwd: fwd, chainInput: in, chainOutput: out}[sig.chain]
+		rs.rules = append(rs.rules, &nftables.Rule{Table: rs.table, Chain: c, Exprs: sig.exprs()})
+	}
+	return rs, nil
+}
+
+// ruleSig is one drop rule in shape: in which chain, which MAC of the frame
+// it looks up, and whether allowed MACs are exempt.
+type ruleSig struct {
+	chain       string
+	field       etherField
+	exemptAllow bool
+}
+
+// signatures lists the drop rules of a mode. A VM's own frames carry its MAC
+// as source, frames to it as destination; forward covers VM<->wire and
+// VM<->VM, input VM->dom0, output dom0->VM (and dom0 forging a blocked VM's
+// source). AllowAll needs no rule at all.
+func signatures(m netguard.Mode) []ruleSig {
+	if m == netguard.AllowAll {
+		return nil
+	}
+	exempt := m == netguard.PerVIF
+	return []ruleSig{
+		{chainFwd, etherSrc, exempt},
+		{chainFwd, etherDst, exempt},
+		{chainInput, etherSrc, exempt},
+		{chainOutput, etherDst, exempt},
+		{chainOutput, etherSrc, exempt},
+	}
+}
+
+// exprs is the rule's expression list:
+//
+//	ether <field> @guarded [ether <field> != @allowed] drop
+func (s ruleSig) exprs() []expr.Any {
+	e := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: uint32(s.field), Len: 6},
+		&expr.Lookup{SourceRegister: 1, SetName: setGuarded, SetID: idGuarded},
+	}
+	if s.exemptAllow {
+		e = append(e, &expr.Lookup{SourceRegister: 1, SetName: setAllowed, SetID: idAllowed, Invert: true})
+	}
+	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// describe renders a rule's expressions in a canonical text, so that rules
+// read back from the kernel can be compared with the ones the guard writes
+// whatever the decoder fills in (set IDs, flags).
+func describe(exprs []expr.Any) string {
+	var parts []string
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Meta:
+			parts = append(parts, fmt.Sprintf("meta(%d)->r%d", e.Key, e.Register))
+		case *expr.Cmp:
+			parts = append(parts, fmt.Sprintf("r%d op%d %q", e.Register, e.Op, bytes.TrimRight(e.Data, "\x00")))
+		case *expr.Payload:
+			parts = append(parts, fmt.Sprintf("payload(base%d,%d,%d)->r%d", e.Base, e.Offset, e.Len, e.DestRegister))
+		case *expr.Lookup:
+			neg := ""
+			if e.Invert {
+				neg = "!"
+			}
+			parts = append(parts, fmt.Sprintf("r%d %s@%s", e.SourceRegister, neg, e.SetName))
+		case *expr.Verdict:
+			parts = append(parts, fmt.Sprintf("verdict(%d)", e.Kind))
+		default:
+			parts = append(parts, fmt.Sprintf("%T", e))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// modeOf recognises which mode the rules read back from the kernel
+// implement, per chain name. Anything else means someone edited the table.
+func modeOf(got map[string][]string) (netguard.Mode, error) {
+	for _, m := range []netguard.Mode{netguard.PerVIF, netguard.BlockAll, netguard.AllowAll} {
+		want := map[string][]string{}
+		for _, sig := range signatures(m) {
+			want[sig.chain] = append(want[sig.chain], describe(sig.exprs()))
+		}
+		match := true
+		for _, c := range []string{chainFwd, chainInput, chainOutput} {
+			if !slices.Equal(got[c], want[c]) {
+				match = false
+				break
+			}
+		}
+		if match {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("its rules match no netguard mode (edited by hand?): %v", got)
+}
+
+// stateOf assembles the State from the read-back sets and mode.
+func stateOf(mode netguard.Mode, guarded, allowed []nftables.SetElement) (netguard.State, error) {
+	s := netguard.State{Mode: mode}
+	allow := make(map[string]bool, len(allowed))
+	for _, e := range allowed {
+		allow[string(e.Key)] = true
+	}
+	for _, e := range guarded {
+		if len(e.Key) != 6 {
+			return netguard.State{}, fmt.Errorf("set %s holds a %d-byte key, want a MAC", setGuarded, len(e.Key))
+		}
+		m, err := decodeMeta(e.Comment)
+		if err != nil {
+			return netguard.State{}, fmt.Errorf("element %s of set %s: %w", net.HardwareAddr(e.Key), setGuarded, err)
+		}
+		s.Rules = append(s.Rules, netguard.Rule{
+			VIF:   netguard.VIF{VM: m.VM, MAC: slices.Clone(net.HardwareAddr(e.Key)), Port: m.Port, Addrs: m.Addrs},
+			Allow: allow[string(e.Key)],
+		})
+		delete(allow, string(e.Key))
+	}
+	for k := range allow {
+		return netguard.State{}, fmt.Errorf("set %s holds %s, which set %s lacks", setAllowed, net.HardwareAddr(k), setGuarded)
+	}
+	return s.Normalize(), nil
+}
