@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -25,6 +26,10 @@ const DefaultTable = "xenha"
 // exceed net.core.wmem_max): one Apply is one message batch, and with
 // thousands of VIFs and their metadata it outgrows the default 208 KiB.
 const sendBuffer = 8 << 20
+
+// elemsPerMessage keeps one set-element message under netlink's 64 KiB
+// attribute limit even with the longest metadata (maxComment).
+const elemsPerMessage = 128
 
 // Guard is a [netguard.Guard] and [netguard.Announcer] on nftables. It owns
 // one table of the bridge family; nothing else in the kernel's ruleset is
@@ -146,11 +151,19 @@ func (rs *ruleset) queue(c *nftables.Conn) error {
 	c.AddTable(rs.table)
 	c.DelTable(rs.table)
 	c.AddTable(rs.table)
-	if err := c.AddSet(rs.guarded, rs.gElems); err != nil {
-		return err
-	}
-	if err := c.AddSet(rs.allowed, rs.aElems); err != nil {
-		return err
+	for _, set := range []struct {
+		s     *nftables.Set
+		elems []nftables.SetElement
+	}{{rs.guarded, rs.gElems}, {rs.allowed, rs.aElems}} {
+		if err := c.AddSet(set.s, nil); err != nil {
+			return err
+		}
+		// A netlink attribute is at most 64 KiB: elements go in chunks.
+		for elems := range slices.Chunk(set.elems, elemsPerMessage) {
+			if err := c.SetAddElements(set.s, elems); err != nil {
+				return err
+			}
+		}
 	}
 	for _, ch := range rs.chains {
 		c.AddChain(ch)
