@@ -182,7 +182,7 @@ func withSession(ctx context.Context, addr string, f func(*session) error) error
 	// deadline copied from ctx: that can fire before ctx reports why.)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	err = converse(conn, f)
+	err = converse(ackingConn{conn}, f)
 	if err != nil {
 		var ne net.Error
 		if ctx.Err() != nil {
@@ -194,6 +194,14 @@ func withSession(ctx context.Context, addr string, f func(*session) error) error
 		return fmt.Errorf("nbd server %s: %w", addr, err)
 	}
 	return nil
+}
+
+// ackingConn sets quick ACKs before every read (see quickAck).
+type ackingConn struct{ net.Conn }
+
+func (c ackingConn) Read(p []byte) (int, error) {
+	quickAck(c.Conn)
+	return c.Conn.Read(p)
 }
 
 // converse runs the handshake on rw, then f, then aborts politely.

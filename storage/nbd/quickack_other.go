@@ -1,0 +1,7 @@
+//go:build !linux
+
+package nbd
+
+import "net"
+
+func quickAck(net.Conn) {}
