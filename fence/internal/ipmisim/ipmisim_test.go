@@ -36,4 +36,3 @@ func TestSimulatorPowerHook(t *testing.T) {
 		t.Fatal("stopped simulator still answers")
 	}
 }
-
