@@ -246,7 +246,12 @@ func stateOf(mode netguard.Mode, guarded, allowed []nftables.SetElement) (netgua
 	for _, e := range allowed {
 		allow[string(e.Key)] = true
 	}
+	seen := make(map[string]bool, len(guarded))
 	for _, e := range guarded {
+		if seen[string(e.Key)] {
+			return netguard.State{}, fmt.Errorf("set %s holds %s twice", setGuarded, net.HardwareAddr(e.Key))
+		}
+		seen[string(e.Key)] = true
 		if len(e.Key) != 6 {
 			return netguard.State{}, fmt.Errorf("set %s holds a %d-byte key, want a MAC", setGuarded, len(e.Key))
 		}
