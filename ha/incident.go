@@ -66,6 +66,17 @@ func (s *State) findIncident(host string, epoch uint64) *Incident {
 	return nil
 }
 
+// latestIncident returns the newest incident for host at epoch, open or
+// closed, or nil.
+func (s *State) latestIncident(host string, epoch uint64) *Incident {
+	for i := len(s.Incidents) - 1; i >= 0; i-- {
+		if inc := s.Incidents[i]; inc.Host == host && inc.Epoch == epoch {
+			return inc
+		}
+	}
+	return nil
+}
+
 // openIncidentsWith returns the open incidents that list vm.
 func (s *State) openIncidentsWith(vm string) []*Incident {
 	var out []*Incident

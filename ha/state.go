@@ -113,7 +113,10 @@ type VM struct {
 	Host       string `json:"host,omitempty"`
 	OwnerEpoch uint64 `json:"owner_epoch"`
 	// Pending says why an unplaced VM waits ("no capacity", "fence of h2").
-	Pending       string   `json:"pending,omitempty"`
+	Pending string `json:"pending,omitempty"`
+	// MoveTo is an operator's wish (Migrate, maintenance) that the VM run on
+	// that host next; placement honours it when the host has room.
+	MoveTo        string   `json:"move_to,omitempty"`
 	LocalRestarts int      `json:"local_restarts"`
 	Observed      Observed `json:"observed"`
 }
@@ -173,6 +176,9 @@ type Incident struct {
 	Phases []Phase   `json:"phases"`
 	VMs    []string  `json:"vms"`
 	Notes  []string  `json:"notes,omitempty"`
+	// Attempts are the fence attempts made for this incident, failed ones
+	// included, newest last (bounded).
+	Attempts []FenceAttempt `json:"attempts,omitempty"`
 }
 
 // State is the whole replicated state.

@@ -1,0 +1,545 @@
+package ha
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/xenha/xenha/xenctl"
+)
+
+// The failover commands. Each apply checks everything first and changes the
+// state only after, so that a refusal leaves the state as it was. They are
+// where the FSM enforces the safety rules it can see (DESIGN §4): a stale
+// epoch is refused everywhere, and a VM leaves a host only when that host is
+// fenced at the VM's epoch, left the cluster, or no longer runs it.
+
+// ErrStaleEpoch is the refusal of a renewal, report or fence record that
+// carries an epoch older than the host's: the host was fenced meanwhile. A
+// host agent that meets it destroys what it runs and registers again.
+var ErrStaleEpoch = errors.New("ha: stale host epoch")
+
+// maxFences bounds State.Fences.
+const maxFences = 256
+
+func init() {
+	registerCommand("lease.renew", func() command { return &renewCmd{} })
+	registerCommand("host.register", func() command { return &registerCmd{} })
+	registerCommand("host.suspect", func() command { return &suspectCmd{} })
+	registerCommand("host.fence", func() command { return &fenceCmd{} })
+	registerCommand("host.fence-failed", func() command { return &fenceFailedCmd{} })
+	registerCommand("host.maintenance", func() command { return &maintenanceCmd{} })
+	registerCommand("vm.assign", func() command { return &assignCmd{} })
+	registerCommand("vm.observed", func() command { return &observedCmd{} })
+	registerCommand("vm.restart", func() command { return &restartCmd{} })
+	registerCommand("vm.release", func() command { return &releaseCmd{} })
+}
+
+func refuse(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrRefused}, args...)...)
+}
+
+func staleEpoch(host string, got, have uint64) error {
+	return fmt.Errorf("%w: %w: host %s sent epoch %d but the cluster is at epoch %d (it was fenced): destroy its VMs and register again",
+		ErrRefused, ErrStaleEpoch, host, got, have)
+}
+
+func hostOf(s *State, id string) (*Host, error) {
+	h := s.Hosts[id]
+	if h == nil {
+		return nil, fmt.Errorf("%w: %w: host %q is not a member", ErrRefused, ErrNotFound, id)
+	}
+	return h, nil
+}
+
+func setHostState(h *Host, st HostState, at time.Time) {
+	if h.State != st {
+		h.State, h.Since = st, at
+	}
+}
+
+// renewCmd renews a host's lease. The host counts its lease from Sent on its
+// own monotonic clock; the cluster counts silence from the apply.
+type renewCmd struct {
+	Host  string    `json:"host"`
+	Epoch uint64    `json:"epoch"`
+	Sent  time.Time `json:"sent"`
+}
+
+func (c *renewCmd) kind() string { return "lease.renew" }
+
+func (c *renewCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	switch h.State {
+	case HostFenced, HostLeft, HostJoining:
+		return nil, refuse("host %s is %s: it must register before it renews", c.Host, h.State)
+	}
+	h.LeaseSent = c.Sent
+	if h.State == HostSuspect {
+		// Back before anyone fenced it: it is not fenced (its fence is
+		// cancelled by the controller seeing this state).
+		setHostState(h, HostOnline, m.At)
+		if inc := s.findIncident(c.Host, h.Epoch); inc != nil {
+			inc.note("host renewed its lease before it was fenced: nothing moved")
+			inc.close(m.At)
+		}
+	}
+	return h.Epoch, nil
+}
+
+// registerCmd brings a joining or fenced host (which destroyed everything
+// it ran) online at the epoch it read.
+type registerCmd struct {
+	Host     string    `json:"host"`
+	Epoch    uint64    `json:"epoch"`
+	Capacity *Capacity `json:"capacity,omitempty"`
+}
+
+func (c *registerCmd) kind() string { return "host.register" }
+
+func (c *registerCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	if h.State == HostLeft {
+		return nil, refuse("host %s left the cluster: join it again", c.Host)
+	}
+	if c.Capacity != nil {
+		h.Capacity = *c.Capacity
+	}
+	if h.State == HostJoining || h.State == HostFenced || h.State == "" {
+		setHostState(h, HostOnline, m.At)
+	}
+	return h.Epoch, nil
+}
+
+// suspectCmd records that the leader heard nothing from a host for longer
+// than DeadTime, and opens the incident.
+type suspectCmd struct {
+	Host     string        `json:"host"`
+	Epoch    uint64        `json:"epoch"`
+	LastSeen time.Time     `json:"last_seen"` // leader's wall clock of the last renewal it applied (zero if none)
+	Silence  time.Duration `json:"silence"`
+}
+
+func (c *suspectCmd) kind() string { return "host.suspect" }
+
+func (c *suspectCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	if h.State != HostOnline {
+		return nil, refuse("host %s is %s, not online: not marked suspect", c.Host, h.State)
+	}
+	setHostState(h, HostSuspect, m.At)
+	inc := s.openIncident(c.Host, h.Epoch, m.Index, c.LastSeen, m.At)
+	inc.note("no renewal applied for %v: suspect", c.Silence.Round(time.Millisecond))
+	inc.begin(PhaseFence, m.At)
+	return inc.ID, nil
+}
+
+// fenceCmd commits a fence proof for a host's current epoch: the host is
+// fenced, its epoch bumps (so nothing it sends from before counts), and its
+// VMs become movable.
+type fenceCmd struct {
+	Host      string         `json:"host"`
+	Epoch     uint64         `json:"epoch"`
+	Method    string         `json:"method"`
+	Evidence  string         `json:"evidence"`
+	ProofTime time.Time      `json:"proof_time"`
+	Attempts  []FenceAttempt `json:"attempts,omitempty"`
+	Manual    bool           `json:"manual,omitempty"`
+	Operator  string         `json:"operator,omitempty"`
+}
+
+func (c *fenceCmd) kind() string { return "host.fence" }
+
+func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	if h.State == HostLeft {
+		return nil, refuse("host %s left the cluster: nothing to fence", c.Host)
+	}
+	if c.Manual {
+		if c.Operator == "" {
+			return nil, refuse("manual fence acknowledgement for %s names no operator", c.Host)
+		}
+		if h.State != HostSuspect {
+			return nil, refuse("host %s is %s: an operator may acknowledge a fence only for a suspect host (one that stopped renewing its lease)", c.Host, h.State)
+		}
+	}
+	if c.Method == "" {
+		return nil, refuse("fence record for %s names no method", c.Host)
+	}
+	// A proof is committed in any other state, even if the host renewed
+	// meanwhile: the host is off, and that is the truth.
+	at := c.ProofTime
+	if at.IsZero() {
+		at = m.At
+	}
+	s.Fences = append(s.Fences, FenceRecord{
+		Host: c.Host, Epoch: c.Epoch, Method: c.Method, Evidence: c.Evidence, Time: at,
+		Attempts: slices.Clone(c.Attempts), Manual: c.Manual, Operator: c.Operator,
+	})
+	if n := len(s.Fences); n > maxFences {
+		s.Fences = slices.Delete(s.Fences, 0, n-maxFences)
+	}
+	inc := s.latestIncident(c.Host, c.Epoch)
+	if inc != nil && !inc.Closed.IsZero() {
+		// The host came back before the proof landed: the incident reopens,
+		// because its VMs must now move after all.
+		inc.Closed = time.Time{}
+		inc.note("fence proof landed after the host renewed: recovering anyway")
+	}
+	if inc == nil {
+		inc = s.openIncident(c.Host, c.Epoch, m.Index, h.LeaseSent, m.At)
+	}
+	inc.Attempts = appendAttempts(inc.Attempts, c.Attempts)
+	if c.Manual {
+		inc.note("fence acknowledged by operator %s: %s", c.Operator, c.Evidence)
+	} else {
+		inc.note("fenced by %s", c.Method)
+	}
+	inc.end(PhaseFence, m.At)
+	inc.begin(PhasePlace, m.At)
+	h.Epoch++
+	setHostState(h, HostFenced, m.At)
+	return h.Epoch, nil
+}
+
+func appendAttempts(have, add []FenceAttempt) []FenceAttempt {
+	have = append(have, add...)
+	if n := len(have); n > maxIncidentAttempts {
+		have = slices.Delete(have, 0, n-maxIncidentAttempts)
+	}
+	return have
+}
+
+// fenceFailedCmd records a fencing round that produced no proof, so that
+// operators see it in the status (Incident.Attempts and Notes).
+type fenceFailedCmd struct {
+	Host     string         `json:"host"`
+	Epoch    uint64         `json:"epoch"`
+	Attempts []FenceAttempt `json:"attempts"`
+	Err      string         `json:"err"`
+	Retry    time.Duration  `json:"retry"`
+}
+
+func (c *fenceFailedCmd) kind() string { return "host.fence-failed" }
+
+func (c *fenceFailedCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	inc := s.findIncident(c.Host, c.Epoch)
+	if inc == nil {
+		return nil, refuse("no open incident for host %s at epoch %d", c.Host, c.Epoch)
+	}
+	inc.Attempts = appendAttempts(inc.Attempts, c.Attempts)
+	inc.note("fence failed, retrying in %v: %s", c.Retry, c.Err)
+	if n := len(inc.Notes); n > 2*maxIncidentAttempts {
+		inc.Notes = slices.Delete(inc.Notes, 1, n-2*maxIncidentAttempts+1)
+	}
+	return nil, nil
+}
+
+// maintenanceCmd puts a host into maintenance (it gets nothing new and is
+// drained) or takes it out.
+type maintenanceCmd struct {
+	Host string `json:"host"`
+	On   bool   `json:"on"`
+}
+
+func (c *maintenanceCmd) kind() string { return "host.maintenance" }
+
+func (c *maintenanceCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.On && h.State == HostOnline:
+		setHostState(h, HostMaintenance, m.At)
+	case c.On && h.State == HostMaintenance, !c.On && h.State == HostOnline:
+	case !c.On && h.State == HostMaintenance:
+		setHostState(h, HostOnline, m.At)
+	default:
+		return nil, refuse("host %s is %s: maintenance mode changes only between online and maintenance", c.Host, h.State)
+	}
+	return nil, nil
+}
+
+// assignCmd places VMs. The storage hand-over is committed with it: each
+// volume of a moved VM gets the target as its writer and a new generation,
+// which the target's agent attaches (and promotes) before it starts the VM.
+type assignCmd struct {
+	Moves    []Assignment      `json:"moves"`
+	Unplaced map[string]string `json:"unplaced,omitempty"`
+	Reason   string            `json:"reason"`
+}
+
+func (c *assignCmd) kind() string { return "vm.assign" }
+
+// mayLeave reports whether vm may be taken from its current host: it has
+// none, its host left or was fenced at a newer epoch than the VM's, or its
+// host reported it stopped (and will not start it again, because it is no
+// longer assigned there once this commits).
+func mayLeave(s *State, vm *VM) error {
+	if vm.Host == "" {
+		// Released or never placed: it must not still run where it was seen.
+		o := vm.Observed
+		if o.Host != "" && o.State.Active() {
+			if oh := s.Hosts[o.Host]; oh != nil && oh.State != HostLeft && !(oh.State == HostFenced && oh.Epoch > vm.OwnerEpoch) {
+				return fmt.Errorf("VM %s is still %s on host %s: wait until it stopped there", vm.Name, o.State, o.Host)
+			}
+		}
+		return nil
+	}
+	h := s.Hosts[vm.Host]
+	switch {
+	case h == nil, h.State == HostLeft:
+		return nil
+	case h.Epoch > vm.OwnerEpoch:
+		// The host was fenced after it was given the VM: a proof is committed.
+		return nil
+	case vm.Observed.Host == vm.Host && !vm.Observed.State.Active() && vm.Observed.State != xenctl.StateUnknown:
+		return nil
+	}
+	return fmt.Errorf("VM %s is on host %s (%s, epoch %d) which was not fenced and still runs it: fence the host or release the VM first",
+		vm.Name, vm.Host, h.State, h.Epoch)
+}
+
+func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
+	seen := map[string]bool{}
+	for _, mv := range c.Moves {
+		vm := s.VMs[mv.VM]
+		if vm == nil {
+			return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, mv.VM)
+		}
+		if seen[mv.VM] {
+			return nil, refuse("VM %s assigned twice in one command", mv.VM)
+		}
+		seen[mv.VM] = true
+		t, err := hostOf(s, mv.Host)
+		if err != nil {
+			return nil, err
+		}
+		if !eligibleHost(t) {
+			return nil, refuse("host %s (%s, %s) cannot receive VM %s", mv.Host, t.Role, t.State, mv.VM)
+		}
+		if vm.Host == mv.Host && vm.OwnerEpoch == t.Epoch {
+			continue
+		}
+		if err := mayLeave(s, vm); err != nil {
+			return nil, refuse("%v", err)
+		}
+	}
+	for name := range c.Unplaced {
+		vm := s.VMs[name]
+		if vm == nil {
+			return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, name)
+		}
+		if err := mayLeave(s, vm); err != nil && vm.Host != "" {
+			return nil, refuse("%v", err)
+		}
+	}
+	// Checked: now change.
+	for _, mv := range c.Moves {
+		vm, t := s.VMs[mv.VM], s.Hosts[mv.Host]
+		if vm.Host == mv.Host && vm.OwnerEpoch == t.Epoch {
+			continue
+		}
+		from := vm.Host
+		vm.Host, vm.OwnerEpoch, vm.Pending = mv.Host, t.Epoch, ""
+		if vm.MoveTo == mv.Host {
+			vm.MoveTo = ""
+		}
+		if from != mv.Host {
+			vm.LocalRestarts = 0
+		}
+		for _, id := range vm.Spec.Volumes {
+			if v := s.Volumes[id]; v != nil && v.Writer != mv.Host {
+				v.Writer = mv.Host
+				v.Generation++
+			}
+		}
+		for _, inc := range s.openIncidentsWith(mv.VM) {
+			inc.end(PhasePlace, m.At)
+			inc.begin(PhaseStorage, m.At)
+			inc.begin(PhaseStart, m.At)
+			inc.note("%s placed on %s", mv.VM, mv.Host)
+		}
+	}
+	for _, name := range slices.Sorted(mapKeys(c.Unplaced)) {
+		vm := s.VMs[name]
+		vm.Pending = c.Unplaced[name]
+		if vm.Host != "" && mayLeave(s, vm) == nil {
+			vm.Host = ""
+		}
+		for _, inc := range s.openIncidentsWith(name) {
+			inc.note("%s waits: %s", name, vm.Pending)
+		}
+	}
+	return nil, nil
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// ObservedVM is one VM in a host's report.
+type ObservedVM struct {
+	VM     string       `json:"vm"`
+	State  xenctl.State `json:"state"`
+	Reason string       `json:"reason,omitempty"`
+	// Attached is when the host finished attaching the VM's volumes for its
+	// current assignment (zero if not this round).
+	Attached time.Time `json:"attached,omitzero"`
+}
+
+// observedCmd is a host agent's batched report of what its hypervisor runs.
+type observedCmd struct {
+	Host  string       `json:"host"`
+	Epoch uint64       `json:"epoch"`
+	VMs   []ObservedVM `json:"vms"`
+}
+
+func (c *observedCmd) kind() string { return "vm.observed" }
+
+func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
+	h, err := hostOf(s, c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.Epoch != h.Epoch {
+		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
+	}
+	for _, o := range c.VMs {
+		vm := s.VMs[o.VM]
+		if vm == nil {
+			continue // removed meanwhile
+		}
+		// A host's word counts for a VM assigned to it, for a VM it was last
+		// seen on, and always when it says the VM is active: that is the one
+		// report nobody may miss.
+		if vm.Host != c.Host && vm.Observed.Host != c.Host && !o.State.Active() {
+			continue
+		}
+		vm.Observed = Observed{Host: c.Host, State: o.State, Reason: o.Reason, Time: m.At}
+		if vm.Host != c.Host {
+			continue
+		}
+		for _, inc := range s.openIncidentsWith(o.VM) {
+			if !o.Attached.IsZero() {
+				inc.end(PhaseStorage, m.At)
+			}
+			if o.State == xenctl.StateRunning {
+				inc.end(PhaseStorage, m.At)
+				inc.end(PhaseStart, m.At)
+				inc.note("%s running on %s", o.VM, c.Host)
+			}
+			s.maybeCloseIncident(inc, m.At)
+		}
+	}
+	return nil, nil
+}
+
+// maybeCloseIncident closes inc when each of its VMs runs on a host other
+// than the failed one, or no longer wants to run.
+func (s *State) maybeCloseIncident(inc *Incident, at time.Time) {
+	for _, name := range inc.VMs {
+		vm := s.VMs[name]
+		if vm == nil || vm.Stopped || vm.Policy.Restart == RestartOff {
+			continue
+		}
+		if vm.Host == "" || vm.Host == inc.Host || vm.Observed.Host != vm.Host || vm.Observed.State != xenctl.StateRunning {
+			return
+		}
+	}
+	inc.close(at)
+}
+
+// restartCmd grants one local restart of a VM that stopped on a healthy host.
+type restartCmd struct {
+	VM    string `json:"vm"`
+	Host  string `json:"host"`
+	Count int    `json:"count"` // LocalRestarts the leader saw; makes a retry idempotent
+}
+
+func (c *restartCmd) kind() string { return "vm.restart" }
+
+func (c *restartCmd) apply(s *State, m applyMeta) (any, error) {
+	vm := s.VMs[c.VM]
+	if vm == nil {
+		return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, c.VM)
+	}
+	if vm.Host != c.Host || vm.LocalRestarts != c.Count {
+		return nil, refuse("VM %s moved or was restarted meanwhile", c.VM)
+	}
+	vm.LocalRestarts++
+	return vm.LocalRestarts, nil
+}
+
+// releaseCmd takes a VM off a healthy host so that it can move: the host
+// stops it, and once it reports it stopped the VM is placed again.
+type releaseCmd struct {
+	VM     string `json:"vm"`
+	Host   string `json:"host"`
+	MoveTo string `json:"move_to,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func (c *releaseCmd) kind() string { return "vm.release" }
+
+func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
+	vm := s.VMs[c.VM]
+	if vm == nil {
+		return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, c.VM)
+	}
+	if vm.Host != c.Host {
+		return nil, refuse("VM %s is on %q, not %s", c.VM, vm.Host, c.Host)
+	}
+	if c.MoveTo != "" {
+		t, err := hostOf(s, c.MoveTo)
+		if err != nil {
+			return nil, err
+		}
+		if !eligibleHost(t) {
+			return nil, refuse("host %s (%s, %s) cannot receive VM %s", c.MoveTo, t.Role, t.State, c.VM)
+		}
+	}
+	vm.Host = ""
+	vm.MoveTo = c.MoveTo
+	vm.Pending = "moving: " + c.Reason
+	return nil, nil
+}

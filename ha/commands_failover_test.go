@@ -1,0 +1,242 @@
+package ha
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/xenctl"
+)
+
+// cmdWorld applies commands straight to a State, the way every member's FSM
+// does, with increasing indexes and times.
+type cmdWorld struct {
+	t     *testing.T
+	s     *State
+	index uint64
+	at    time.Time
+}
+
+func newCmdWorld(t *testing.T) *cmdWorld {
+	s := &State{Hosts: map[string]*Host{}, VMs: map[string]*VM{}, Volumes: map[string]*Volume{}, Requests: map[string]uint64{}}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		s.Hosts[h] = &Host{ID: h, Role: RoleVoter, State: HostOnline, Capacity: Capacity{MemoryKiB: 8 * gib, VCPUs: 8}}
+	}
+	s.Hosts["w"] = &Host{ID: "w", Role: RoleWitness, State: HostOnline}
+	s.Volumes["disk-a"] = &Volume{Volume: storage.Volume{ID: "disk-a", Kind: "fake", Generation: 1}, Writer: "h1"}
+	s.VMs["a"] = &VM{Name: "a", Host: "h1", Spec: VMSpec{MemoryKiB: gib, VCPUs: 1, Volumes: []string{"disk-a"}}, Policy: Policy{Restart: RestartAlways, MaxLocalRestarts: 2}}
+	s.VMs["b"] = &VM{Name: "b", Host: "h2", Spec: VMSpec{MemoryKiB: gib, VCPUs: 1}, Policy: Policy{Restart: RestartAlways}}
+	return &cmdWorld{t: t, s: s, at: time.Unix(1_800_000_000, 0)}
+}
+
+// do encodes, decodes and applies cmd, as the log would, and checks that a
+// refusal left the state unchanged.
+func (w *cmdWorld) do(cmd command) (any, error) {
+	w.t.Helper()
+	w.index++
+	w.at = w.at.Add(100 * time.Millisecond)
+	data, err := encodeCommand(cmd, "", w.at)
+	if err != nil {
+		w.t.Fatalf("encode %s: %v", cmd.kind(), err)
+	}
+	dec, env, err := decodeCommand(data)
+	if err != nil {
+		w.t.Fatalf("decode %s: %v", cmd.kind(), err)
+	}
+	if again, _ := json.Marshal(dec); string(again) != string(mustJSON(w.t, cmd)) {
+		w.t.Fatalf("%s does not round-trip: %+v != %+v", cmd.kind(), dec, cmd)
+	}
+	before := snapState(w.t, w.s)
+	res, err := dec.apply(w.s, applyMeta{Index: w.index, At: env.At})
+	if err != nil {
+		if !errors.Is(err, ErrRefused) {
+			w.t.Fatalf("%s: refusal %v does not wrap ErrRefused", cmd.kind(), err)
+		}
+		if !reflect.DeepEqual(before, snapState(w.t, w.s)) {
+			w.t.Fatalf("%s was refused (%v) but changed the state", cmd.kind(), err)
+		}
+	}
+	return res, err
+}
+
+func (w *cmdWorld) must(cmd command) any {
+	w.t.Helper()
+	res, err := w.do(cmd)
+	if err != nil {
+		w.t.Fatalf("%s %+v: %v", cmd.kind(), cmd, err)
+	}
+	return res
+}
+
+func (w *cmdWorld) refused(cmd command, sentinel error) {
+	w.t.Helper()
+	_, err := w.do(cmd)
+	if err == nil {
+		w.t.Fatalf("%s %+v was applied, want a refusal", cmd.kind(), cmd)
+	}
+	if sentinel != nil && !errors.Is(err, sentinel) {
+		w.t.Fatalf("%s: refusal %v, want %v", cmd.kind(), err, sentinel)
+	}
+}
+
+func snapState(t *testing.T, s *State) *State {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out State
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
+}
+
+func TestFailoverCommandsFenceBeforeRecover(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&renewCmd{Host: "h1", Epoch: 0})
+	w.refused(&renewCmd{Host: "nobody", Epoch: 0}, ErrNotFound)
+	w.refused(&renewCmd{Host: "h1", Epoch: 7}, ErrStaleEpoch)
+
+	// h1 is healthy: its VM may not move, even to an eligible host.
+	w.refused(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "failover"}, nil)
+	// Nothing may go to a witness.
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "w"}}}, nil)
+
+	w.must(&suspectCmd{Host: "h1", Epoch: 0, Silence: 500 * time.Millisecond})
+	if st := w.s.Hosts["h1"].State; st != HostSuspect {
+		t.Fatalf("h1 is %s, want suspect", st)
+	}
+	w.refused(&suspectCmd{Host: "h1", Epoch: 0}, nil) // once per failure
+	// Suspect is not fenced: still no move.
+	w.refused(&assignCmd{Moves: []Assignment{{"a", "h2"}}}, nil)
+	w.refused(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi", Manual: true}, nil) // no operator named
+	w.must(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi", Evidence: "off", Attempts: []FenceAttempt{{Method: "ipmi"}}})
+	h1 := w.s.Hosts["h1"]
+	if h1.State != HostFenced || h1.Epoch != 1 || len(w.s.Fences) != 1 {
+		t.Fatalf("after fence: h1 %s epoch %d, %d fence records; want fenced, epoch 1, 1 record", h1.State, h1.Epoch, len(w.s.Fences))
+	}
+	w.refused(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi"}, ErrStaleEpoch) // a second proof for one failure
+	w.refused(&renewCmd{Host: "h1", Epoch: 0}, ErrStaleEpoch)
+	w.refused(&observedCmd{Host: "h1", Epoch: 0, VMs: []ObservedVM{{VM: "a", State: xenctl.StateRunning}}}, ErrStaleEpoch)
+	w.refused(&assignCmd{Moves: []Assignment{{"a", "h1"}}}, nil) // fenced hosts get nothing
+
+	w.must(&assignCmd{Moves: []Assignment{{"a", "h3"}}, Reason: "failover"})
+	a := w.s.VMs["a"]
+	if a.Host != "h3" || a.OwnerEpoch != 0 {
+		t.Fatalf("a on %s epoch %d, want h3 epoch 0", a.Host, a.OwnerEpoch)
+	}
+	if v := w.s.Volumes["disk-a"]; v.Writer != "h3" || v.Generation != 2 {
+		t.Fatalf("disk-a writer %s generation %d, want h3 and 2", v.Writer, v.Generation)
+	}
+	w.must(&observedCmd{Host: "h3", Epoch: 0, VMs: []ObservedVM{{VM: "a", State: xenctl.StateRunning, Attached: w.at}}})
+	inc := w.s.Incidents[0]
+	if inc.Closed.IsZero() {
+		t.Fatalf("incident still open after every VM runs:\n%s", inc.Timeline(false))
+	}
+	var names []string
+	for _, p := range inc.Phases {
+		names = append(names, p.Name)
+	}
+	if want := []string{PhaseDetect, PhaseFence, PhasePlace, PhaseStorage, PhaseStart}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("phases %v, want %v", names, want)
+	}
+	// h1 comes back and registers at its new epoch.
+	w.refused(&registerCmd{Host: "h1", Epoch: 0}, ErrStaleEpoch)
+	w.must(&registerCmd{Host: "h1", Epoch: 1})
+	w.must(&renewCmd{Host: "h1", Epoch: 1})
+	if h1.State != HostOnline {
+		t.Fatalf("h1 is %s after registering, want online", h1.State)
+	}
+}
+
+func TestFailoverCommandsFlappingHostIsNotFenced(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&suspectCmd{Host: "h1", Epoch: 0})
+	w.must(&renewCmd{Host: "h1", Epoch: 0})
+	if st := w.s.Hosts["h1"].State; st != HostOnline {
+		t.Fatalf("h1 is %s after renewing while suspect, want online", st)
+	}
+	if w.s.Incidents[0].Closed.IsZero() {
+		t.Fatal("the incident of a host that came back is still open")
+	}
+	// An operator may not acknowledge a fence for a host that renews.
+	w.refused(&fenceCmd{Host: "h1", Epoch: 0, Method: "manual", Manual: true, Operator: "ops"}, nil)
+	// A second failure opens a second incident; a proof that lands anyway
+	// is committed, because it is the truth.
+	w.must(&suspectCmd{Host: "h1", Epoch: 0})
+	w.must(&renewCmd{Host: "h1", Epoch: 0})
+	w.must(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi"})
+	if len(w.s.Incidents) != 2 || w.s.Hosts["h1"].Epoch != 1 {
+		t.Fatalf("%d incidents, epoch %d; want 2 and 1", len(w.s.Incidents), w.s.Hosts["h1"].Epoch)
+	}
+}
+
+func TestFailoverCommandsManualAck(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&suspectCmd{Host: "h2", Epoch: 0})
+	w.must(&fenceFailedCmd{Host: "h2", Epoch: 0, Err: "BMC unreachable", Retry: time.Second, Attempts: []FenceAttempt{{Method: "ipmi", Err: "unreachable"}}})
+	w.must(&fenceCmd{Host: "h2", Epoch: 0, Method: "manual", Manual: true, Operator: "alice", Evidence: "powered off at the PDU"})
+	rec := w.s.Fences[0]
+	if !rec.Manual || rec.Operator != "alice" {
+		t.Fatalf("fence record %+v, want manual by alice", rec)
+	}
+	if got := len(w.s.Incidents[0].Attempts); got != 1 {
+		t.Fatalf("incident keeps %d attempts, want the failed one", got)
+	}
+}
+
+func TestFailoverCommandsReleaseWaitsForStop(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&observedCmd{Host: "h2", Epoch: 0, VMs: []ObservedVM{{VM: "b", State: xenctl.StateRunning}}})
+	w.refused(&releaseCmd{VM: "b", Host: "h1"}, nil)
+	w.refused(&releaseCmd{VM: "b", Host: "h2", MoveTo: "w"}, nil)
+	w.must(&releaseCmd{VM: "b", Host: "h2", MoveTo: "h3", Reason: "migrate"})
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "h3"}}}, nil) // still running on h2
+	w.must(&observedCmd{Host: "h2", Epoch: 0, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
+	w.must(&assignCmd{Moves: []Assignment{{"b", "h3"}}, Reason: "migrate"})
+	// The old host's later word that it is shut off is ignored; its word that
+	// it runs it is not.
+	w.must(&observedCmd{Host: "h3", Epoch: 0, VMs: []ObservedVM{{VM: "b", State: xenctl.StateRunning}}})
+	w.must(&observedCmd{Host: "h1", Epoch: 0, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
+	if o := w.s.VMs["b"].Observed; o.Host != "h3" {
+		t.Fatalf("observed %+v, want h3's report to stand", o)
+	}
+}
+
+func TestFailoverCommandsLocalRestart(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&restartCmd{VM: "a", Host: "h1", Count: 0})
+	w.refused(&restartCmd{VM: "a", Host: "h1", Count: 0}, nil) // a retry is not a second restart
+	if n := w.s.VMs["a"].LocalRestarts; n != 1 {
+		t.Fatalf("LocalRestarts = %d, want 1", n)
+	}
+	// Relocation from a healthy host needs the host's word that it stopped.
+	w.refused(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "relocate"}, nil)
+	w.must(&observedCmd{Host: "h1", Epoch: 0, VMs: []ObservedVM{{VM: "a", State: xenctl.StateCrashed}}})
+	w.must(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "relocate"})
+	if n := w.s.VMs["a"].LocalRestarts; n != 0 {
+		t.Fatalf("LocalRestarts = %d after relocation, want 0", n)
+	}
+}
+
+func TestFailoverCommandsMaintenance(t *testing.T) {
+	w := newCmdWorld(t)
+	w.must(&maintenanceCmd{Host: "h3", On: true})
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "h3"}}}, nil)
+	w.must(&maintenanceCmd{Host: "h3", On: false})
+	w.must(&suspectCmd{Host: "h1", Epoch: 0})
+	w.refused(&maintenanceCmd{Host: "h1", On: true}, nil)
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
