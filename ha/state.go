@@ -53,6 +53,11 @@ type Host struct {
 	// it, and a renewal or report carrying an older epoch is refused, so a host
 	// that was fenced can never act on its old ownership again.
 	Epoch uint64 `json:"epoch"`
+	// Incarnation identifies the member's data directory (random, made when
+	// the directory was first used). A join under a known ID with another
+	// incarnation is refused: that member lost its data and must join under
+	// a new ID.
+	Incarnation string `json:"incarnation,omitempty"`
 	// LeaseSent is the host's own clock when it sent its last committed
 	// renewal. Informational: validity is judged on each side's monotonic clock.
 	LeaseSent time.Time `json:"lease_sent"`
