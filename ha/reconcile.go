@@ -28,12 +28,12 @@ const (
 type actionKind int
 
 const (
-	actStart   actionKind = iota + 1 // attach volumes, define, start (network unblocked after)
-	actStop                          // not ours: shut down (destroyed after a grace)
-	actDestroy                       // not ours any more and paused, or isolation by destroy
-	actPause                         // isolation by pause
-	actShutdown                      // isolation by graceful shutdown
-	actResume                        // lease regained with the same epoch: resume
+	actStart    actionKind = iota + 1 // attach volumes, define, start (network unblocked after)
+	actStop                           // not ours: shut down (destroyed after a grace)
+	actDestroy                        // not ours any more and paused, or isolation by destroy
+	actPause                          // isolation by pause
+	actShutdown                       // isolation by graceful shutdown
+	actResume                         // lease regained with the same epoch: resume
 )
 
 func (k actionKind) String() string {
