@@ -1,0 +1,2 @@
+// Package iscsi attaches iSCSI volumes and probes iSCSI targets in pure Go.
+package iscsi

@@ -1,0 +1,145 @@
+package iscsi_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/internal/testenv"
+)
+
+// tgt is a real tgtd the test started: its own control port (so several
+// test processes and a system tgtd can coexist) and a portal on loopback.
+type tgt struct {
+	t       testing.TB
+	control string
+	Portal  string
+	Dir     string
+}
+
+var controlSeq atomic.Int32
+
+// startTgtd runs `tgtd -f` bound to 127.0.0.1 on a free port and stops it
+// when the test ends.
+func startTgtd(t testing.TB) *tgt {
+	t.Helper()
+	testenv.NeedRoot(t)
+	bin := testenv.NeedBinary(t, "tgtd")
+	testenv.NeedBinary(t, "tgtadm")
+	port := freePort(t)
+	// The control port only names the management socket
+	// (/var/run/tgtd/socket.N); keep it unique per process and test.
+	// tgtd accepts control ports up to 32767.
+	control := strconv.Itoa(1000 + (os.Getpid()*7+int(controlSeq.Add(1)))%30000)
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "tgtd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-f", "-C", control, "--iscsi", "portal=127.0.0.1:"+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start tgtd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		// tgtd ignores SIGTERM and SIGINT, and an orderly
+		// "tgtadm --op delete --mode system" waits for sessions to drain;
+		// its state lives in memory and the LUN files in TempDir, so
+		// SIGKILL loses nothing.
+		_ = cmd.Process.Kill()
+		<-done
+		logf.Close()
+		for _, f := range []string{"/var/run/tgtd/socket." + control, "/var/run/tgtd/socket." + control + ".lock"} {
+			_ = os.Remove(f)
+		}
+	})
+	g := &tgt{t: t, control: control, Portal: "127.0.0.1:" + strconv.Itoa(port), Dir: dir}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", g.Portal, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			if _, err := g.adm("--mode", "target", "--op", "show"); err == nil {
+				break
+			}
+		}
+		select {
+		case <-done:
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("tgtd exited at start-up:\n%s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("tgtd did not come up on %s:\n%s", g.Portal, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return g
+}
+
+func (g *tgt) adm(args ...string) (string, error) {
+	full := append([]string{"-C", g.control, "--lld", "iscsi"}, args...)
+	out, err := exec.Command("tgtadm", full...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("tgtadm %s: %v: %s", strings.Join(full, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// AddTarget creates target tid named iqn with LUN 1 backed by a sparse file
+// of size bytes, open to every initiator, and returns the file's path.
+func (g *tgt) AddTarget(tid int, iqn string, size int64) string {
+	g.t.Helper()
+	img := filepath.Join(g.Dir, fmt.Sprintf("lun-%d.img", tid))
+	f, err := os.Create(img)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		g.t.Fatal(err)
+	}
+	f.Close()
+	id := strconv.Itoa(tid)
+	for _, args := range [][]string{
+		{"--mode", "target", "--op", "new", "--tid", id, "--targetname", iqn},
+		{"--mode", "logicalunit", "--op", "new", "--tid", id, "--lun", "1", "--backing-store", img},
+		{"--mode", "target", "--op", "bind", "--tid", id, "--initiator-address", "ALL"},
+	} {
+		if _, err := g.adm(args...); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	return img
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// closedPort is a loopback port with nothing listening.
+func closedPort(t testing.TB) string {
+	return "127.0.0.1:" + strconv.Itoa(freePort(t))
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
