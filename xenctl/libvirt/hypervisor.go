@@ -1,0 +1,325 @@
+package libvirt
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"libvirt.org/go/libvirt"
+
+	"github.com/xenha/xenha/xenctl"
+)
+
+// Hypervisor is a libvirt connection to one host. It implements
+// xenctl.Hypervisor, xenctl.Migrator and xenctl.Watcher and is safe for
+// concurrent use. Create it with Open.
+type Hypervisor struct {
+	uri          string
+	log          *slog.Logger
+	keepInterval int
+	keepCount    uint
+	dialTimeout  time.Duration
+	maxBackoff   time.Duration
+	pollEvery    time.Duration
+
+	mu     sync.Mutex
+	conn   *libvirt.Connect // nil while disconnected
+	gen    uint64           // increments with every connection
+	driver string           // virConnectGetType of the current connection
+	closed bool
+	subs   map[*subscriber]struct{}
+
+	lost  chan struct{} // wakes the monitor: the connection broke
+	done  chan struct{} // closed by Close
+	queue eventQueue    // raw lifecycle events and connection markers, in order
+	wg    sync.WaitGroup
+}
+
+// Option configures a Hypervisor.
+type Option func(*Hypervisor)
+
+// WithLogger logs connection losses, reconnections and abandoned calls.
+func WithLogger(l *slog.Logger) Option { return func(h *Hypervisor) { h.log = l } }
+
+// WithKeepAlive sets libvirt's keepalive: a probe every interval seconds, and
+// the connection is declared dead after count unanswered probes. The default,
+// 2 s and 3, notices a dead or hung remote daemon within about 8 s. Local
+// drivers (test:///) have no keepalive.
+func WithKeepAlive(interval int, count uint) Option {
+	return func(h *Hypervisor) { h.keepInterval, h.keepCount = interval, count }
+}
+
+// WithReconnectBackoff caps the wait between reconnection attempts (default 1 s).
+func WithReconnectBackoff(max time.Duration) Option {
+	return func(h *Hypervisor) { h.maxBackoff = max }
+}
+
+// WithPollInterval sets how often Shutdown polls the guest's state and Migrate
+// polls job progress (default 100 ms).
+func WithPollInterval(d time.Duration) Option { return func(h *Hypervisor) { h.pollEvery = d } }
+
+// Open connects to the libvirt URI, e.g. "xen:///system", "qemu:///system",
+// "qemu+unix:///system?socket=/run/x/libvirt-sock" or "test:///default". It
+// returns an error wrapping xenctl.ErrUnavailable if libvirt does not answer
+// before ctx ends.
+func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) {
+	h := &Hypervisor{
+		uri: uri, keepInterval: 2, keepCount: 3, dialTimeout: 10 * time.Second,
+		maxBackoff: time.Second, pollEvery: 100 * time.Millisecond,
+		subs: map[*subscriber]struct{}{}, lost: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h.queue.init()
+	if err := startEventLoop(); err != nil {
+		return nil, fmt.Errorf("libvirt %s: %w: starting the event loop: %v", uri, xenctl.ErrUnavailable, err)
+	}
+	c, driver, err := h.dial(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	h.conn, h.gen, h.driver = c, 1, driver
+	h.wg.Add(2)
+	go h.monitor()
+	go h.dispatch()
+	return h, nil
+}
+
+// URI returns the connection URI.
+func (h *Hypervisor) URI() string { return h.uri }
+
+// dial opens a connection for generation gen, with keepalive, a close callback
+// and the lifecycle event callback registered.
+func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*libvirt.Connect, string, error) {
+	type result struct {
+		c      *libvirt.Connect
+		driver string
+		err    error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := libvirt.NewConnect(h.uri)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		// Local drivers refuse keepalive; only remote connections need it.
+		_ = c.SetKeepAlive(h.keepInterval, h.keepCount)
+		driver, err := c.GetType()
+		if err == nil {
+			err = c.RegisterCloseCallback(func(_ *libvirt.Connect, reason libvirt.ConnectCloseReason) {
+				h.log.Warn("libvirt connection closed", "uri", h.uri, "reason", int(reason))
+				h.connectionLost(gen)
+			})
+		}
+		if err == nil {
+			_, err = c.DomainEventLifecycleRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventLifecycle) {
+				h.queue.push(queued{gen: gen, raw: rawEvent(d, ev)})
+			})
+		}
+		if err != nil {
+			_, _ = c.Close()
+			ch <- result{err: err}
+			return
+		}
+		ch <- result{c: c, driver: driver}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, "", wrapErr(h.uri, "connect", r.err, false)
+		}
+		return r.c, r.driver, nil
+	case <-ctx.Done():
+		go func() { // the dial finishes by itself; do not leak its connection
+			if r := <-ch; r.c != nil {
+				closeConn(r.c)
+			}
+		}()
+		return nil, "", unavailable(ctx, h.uri, "connect")
+	}
+}
+
+// closeConn drops our reference. Calls still running hold their own.
+func closeConn(c *libvirt.Connect) {
+	_ = c.UnregisterCloseCallback()
+	_, _ = c.Close()
+}
+
+// connectionLost wakes the monitor if gen is the current connection.
+func (h *Hypervisor) connectionLost(gen uint64) {
+	h.mu.Lock()
+	current := gen == h.gen && h.conn != nil
+	h.mu.Unlock()
+	if current {
+		select {
+		case h.lost <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// monitor replaces a broken connection. It reports EventDisconnected once per
+// loss and EventReconnected, with the inventory, once a new connection
+// answers.
+func (h *Hypervisor) monitor() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-h.lost:
+		}
+		h.mu.Lock()
+		old := h.conn
+		h.conn = nil
+		gen := h.gen
+		h.mu.Unlock()
+		if old == nil {
+			continue
+		}
+		h.queue.push(queued{gen: gen, kind: xenctl.EventDisconnected})
+		go closeConn(old)
+		backoff := 50 * time.Millisecond
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, h.maxBackoff)
+			ctx, cancel := context.WithTimeout(context.Background(), h.dialTimeout)
+			c, driver, err := h.dial(ctx, gen+1)
+			if err != nil {
+				cancel()
+				h.log.Debug("libvirt reconnect failed", "uri", h.uri, "err", err)
+				continue
+			}
+			h.mu.Lock()
+			if h.closed {
+				h.mu.Unlock()
+				cancel()
+				closeConn(c)
+				return
+			}
+			gen++
+			h.conn, h.gen, h.driver = c, gen, driver
+			h.mu.Unlock()
+			inv, err := h.Domains(ctx)
+			cancel()
+			if err != nil {
+				h.log.Debug("libvirt inventory after reconnect failed", "uri", h.uri, "err", err)
+				h.mu.Lock()
+				h.conn = nil
+				h.mu.Unlock()
+				go closeConn(c)
+				continue
+			}
+			h.log.Info("libvirt reconnected", "uri", h.uri, "domains", len(inv))
+			h.queue.push(queued{gen: gen, kind: xenctl.EventReconnected, inventory: inv})
+			break
+		}
+	}
+}
+
+// do runs fn on its own goroutine with a reference to the current connection,
+// and returns when fn does or ctx ends, whichever is first.
+func (h *Hypervisor) do(ctx context.Context, what string, fn func(c *libvirt.Connect) error) error {
+	if ctx.Err() != nil {
+		return unavailable(ctx, h.uri, what)
+	}
+	c, gen, err := h.acquire(what)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		err   error
+		alive bool
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer c.Close()
+		err := fn(c)
+		alive := true
+		if err != nil {
+			alive, _ = c.IsAlive()
+		}
+		ch <- result{err, alive}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil && !r.alive {
+			h.connectionLost(gen)
+		}
+		return wrapErr(h.uri, what, r.err, r.alive)
+	case <-ctx.Done():
+		h.log.Warn("libvirt call abandoned", "uri", h.uri, "call", what, "err", context.Cause(ctx))
+		return unavailable(ctx, h.uri, what)
+	}
+}
+
+// acquire returns a new reference to the current connection, which the
+// caller must Close, and its generation.
+func (h *Hypervisor) acquire(what string) (*libvirt.Connect, uint64, error) {
+	h.mu.Lock()
+	c, gen, closed := h.conn, h.gen, h.closed
+	if c != nil {
+		if err := c.Ref(); err != nil {
+			c = nil
+		}
+	}
+	h.mu.Unlock()
+	switch {
+	case closed:
+		return nil, 0, fmt.Errorf("libvirt %s: %s: %w: connection closed", h.uri, what, xenctl.ErrUnavailable)
+	case c == nil:
+		return nil, 0, fmt.Errorf("libvirt %s: %s: %w: not connected; reconnecting", h.uri, what, xenctl.ErrUnavailable)
+	}
+	return c, gen, nil
+}
+
+// Driver returns the name of the connected driver, e.g. "QEMU", "Xen", "TEST".
+func (h *Hypervisor) Driver() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.driver
+}
+
+// Close ends the connection and closes every event channel. The domains keep
+// running.
+func (h *Hypervisor) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	c := h.conn
+	h.conn = nil
+	for s := range h.subs {
+		s.close()
+	}
+	h.mu.Unlock()
+	close(h.done)
+	h.queue.close()
+	h.wg.Wait()
+	if c != nil {
+		// Closing a connection to a hung daemon can block; do not make the
+		// caller wait for it.
+		go closeConn(c)
+	}
+	return nil
+}
+
+var (
+	_ xenctl.Hypervisor = (*Hypervisor)(nil)
+	_ xenctl.Migrator   = (*Hypervisor)(nil)
+	_ xenctl.Watcher    = (*Hypervisor)(nil)
+)
