@@ -26,7 +26,7 @@ import (
 // the rest of the network (198.18.0.2). Names carry the pid and a counter,
 // so parallel tests and packages never collide.
 type lab struct {
-	t    *testing.T
+	t    testing.TB
 	host string // netns names
 	out  string
 	nsFd *os.File // the host netns, for the guard
@@ -47,7 +47,7 @@ const outIP = "198.18.0.2"
 func vmMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0x58, 0x48, 0x00, 0x01, byte(i)} }
 
 // newLab builds a host with n VMs, or skips (fails in CI) without root.
-func newLab(t *testing.T, n int) *lab {
+func newLab(t testing.TB, n int) *lab {
 	t.Helper()
 	testenv.NeedRoot(t)
 	testenv.NeedBinary(t, "ip")
@@ -150,7 +150,7 @@ func (l *lab) vifs() []netguard.VIF {
 	return out
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -302,3 +302,16 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrentWithoutTable: a host where no guard ever ran guards nothing.
+func TestCurrentWithoutTable(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 0)
+	got, err := l.guard(nft.WithTable("never-applied")).Current(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !netguardtest.Equal(got, netguard.State{}) {
+		t.Errorf("Current without a table = %+v, want the empty state", got)
+	}
+}
