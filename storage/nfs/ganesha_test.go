@@ -1,0 +1,168 @@
+package nfs_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/internal/testenv"
+)
+
+// ganesha is a real nfs-ganesha (FSAL VFS, NFSv3 over TCP) the test started,
+// exporting a TempDir on loopback with its own NFS and MOUNT ports.
+type ganesha struct {
+	Export    string // the exported directory, also its NFSv3 mount path
+	NFSPort   int
+	MountPort int
+}
+
+// startGanesha needs rpcbind on 111: ganesha registers there, and so do
+// qemu's libnfs and the probe look there. An rpcbind already running is
+// used and left alone; otherwise the test starts one and stops it.
+func startGanesha(t testing.TB) *ganesha {
+	t.Helper()
+	testenv.NeedRoot(t)
+	bin := testenv.NeedBinary(t, "ganesha.nfsd")
+	ensureRpcbind(t)
+	dir := t.TempDir()
+	g := &ganesha{Export: filepath.Join(dir, "export"), NFSPort: freePort(t), MountPort: freePort(t)}
+	if err := os.Mkdir(g.Export, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`NFS_CORE_PARAM {
+	NFS_Port = %d;
+	MNT_Port = %d;
+	Bind_addr = 127.0.0.1;
+	Protocols = 3;
+	Enable_NLM = false;
+	Enable_RQUOTA = false;
+	Enable_UDP = false;
+}
+NFSV4 { Graceless = true; }
+NFS_KRB5 { Active_krb5 = false; }
+EXPORT {
+	Export_Id = 1;
+	Path = %q;
+	Pseudo = %q;
+	Access_Type = RW;
+	Squash = no_root_squash;
+	Protocols = 3;
+	Transports = TCP;
+	SecType = sys;
+	FSAL { Name = VFS; }
+}
+`, g.NFSPort, g.MountPort, g.Export, g.Export)
+	confPath := filepath.Join(dir, "ganesha.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "ganesha.log")
+	cmd := exec.Command(bin, "-F", "-L", logPath, "-f", confPath, "-p", filepath.Join(dir, "ganesha.pid"))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start ganesha: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !listening(g.NFSPort) || !listening(g.MountPort) {
+		select {
+		case <-done:
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("ganesha exited at start-up:\n%s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("ganesha did not listen on %d/%d:\n%s", g.NFSPort, g.MountPort, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return g
+}
+
+// Disk creates a sparse image of size bytes in the export.
+func (g *ganesha) Disk(t testing.TB, name string, size int64) string {
+	t.Helper()
+	p := filepath.Join(g.Export, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ensureRpcbind(t testing.TB) {
+	t.Helper()
+	if listening(111) {
+		return
+	}
+	bin := testenv.NeedBinary(t, "rpcbind")
+	cmd := exec.Command(bin, "-f")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start rpcbind: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	for i := 0; !listening(111); i++ {
+		if i > 200 {
+			t.Fatal("rpcbind did not listen on port 111")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func listening(port int) bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
