@@ -29,12 +29,19 @@ const (
 )
 
 func startGoBMC(t testing.TB, suites ...types.CipherSuiteID) *goBMC {
+	return startGoBMCWith(t, nil, suites...)
+}
+
+// startGoBMCWith lets the test set chassis hooks before the server runs (the
+// mock's hook field is not safe to set later).
+func startGoBMCWith(t testing.TB, setPower func(on bool) error, suites ...types.CipherSuiteID) *goBMC {
 	t.Helper()
 	h := mock.New()
 	ch := h.Chassis().(*mock.Chassis)
 	if err := ch.SetPower(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
+	ch.SetPowerHook = setPower
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, IPMIVersion: 0x20, ManufacturerID: 0x000157, ProductID: 1}
 	var guid [16]byte
 	copy(guid[:], "xenha-test-bmc")

@@ -136,8 +136,7 @@ func TestUnreachableBMC(t *testing.T) {
 // TestBMCThatNeverPowersOff: the BMC accepts power-down but the chassis
 // stays on. That is ErrNotOff, never a proof.
 func TestBMCThatNeverPowersOff(t *testing.T) {
-	g := startGoBMC(t)
-	g.chassis.SetPowerHook = func(on bool) error { return nil } // accepted, ignored
+	g := startGoBMCWith(t, func(on bool) error { return nil }) // accepted, ignored
 	f := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.port, User: goUser,
 		PasswordFile: writePassword(t, goPassword)}}, ipmi.WithVerifyTimeout(300*time.Millisecond))
 	p, err := f.Fence(t.Context(), "host-a")
