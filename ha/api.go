@@ -133,3 +133,20 @@ func (c *Cluster) pause(ctx context.Context) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+// Snapshot makes this member snapshot its state now and compact its log
+// (Raft does so on its own every SnapshotInterval past SnapshotThreshold
+// entries).
+func (c *Cluster) Snapshot(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- c.raft.Snapshot().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("ha: snapshot on %s: %w", c.cfg.ID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ha: snapshot on %s: %w", c.cfg.ID, ctx.Err())
+	}
+}

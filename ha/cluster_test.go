@@ -1,7 +1,9 @@
 package ha_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -66,4 +68,14 @@ func TestFormAndReplicateInMemory(t *testing.T) {
 			t.Errorf("host %s = %+v; want a voter with an incarnation and epoch 1", id, h)
 		}
 	}
+}
+
+// stateDiff compares two states as JSON; "" if equal.
+func stateDiff(a, b *ha.State) string {
+	ja, _ := json.MarshalIndent(a, "", " ")
+	jb, _ := json.MarshalIndent(b, "", " ")
+	if bytes.Equal(ja, jb) {
+		return ""
+	}
+	return fmt.Sprintf("\n--- first\n%s\n--- second\n%s", ja, jb)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -343,4 +344,26 @@ func (p *peerHealth) deadFor(d time.Duration) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Member is one entry of the Raft configuration as this member knows it.
+type Member struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Members lists the Raft configuration as this member last learned it,
+// sorted by ID.
+func (c *Cluster) Members() ([]Member, error) {
+	cfg, err := c.raftConfig()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Member, 0, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
