@@ -22,14 +22,17 @@ func (h *Hypervisor) Migrate(ctx context.Context, name string, opts xenctl.Migra
 	if opts.URI == "" {
 		return fmt.Errorf("libvirt %s: migrate %q: no destination URI in MigrateOptions", h.uri, name)
 	}
-	var liveXML string
+	var liveXML, definedXML string
 	var active bool
 	err := h.withDomain(ctx, "read", name, func(_ *libvirt.Connect, d *libvirt.Domain) error {
 		var err error
 		if active, err = d.IsActive(); err != nil || !active {
 			return err
 		}
-		liveXML, err = d.GetXMLDesc(0)
+		if liveXML, err = d.GetXMLDesc(0); err != nil {
+			return err
+		}
+		definedXML, err = d.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE)
 		return err
 	})
 	if err != nil {
@@ -38,7 +41,11 @@ func (h *Hypervisor) Migrate(ctx context.Context, name string, opts xenctl.Migra
 	if !active {
 		return fmt.Errorf("libvirt %s: %s: the domain is not running; start it on the destination instead", h.uri, what)
 	}
-	cpu, err := cpuOfDomain(liveXML)
+	live, err := cpuOfDomain(liveXML)
+	if err != nil {
+		return fmt.Errorf("libvirt %s: %s: %w", h.uri, what, err)
+	}
+	defined, err := cpuOfDomain(definedXML)
 	if err != nil {
 		return fmt.Errorf("libvirt %s: %s: %w", h.uri, what, err)
 	}
@@ -47,8 +54,16 @@ func (h *Hypervisor) Migrate(ctx context.Context, name string, opts xenctl.Migra
 		return err
 	}
 	defer func() { go closeConn(dconn) }()
-	if err := h.checkCPU(ctx, dconn, what, cpu); err != nil {
+	// The running guest's CPU must exist there now, and the defined CPU
+	// must exist there for the guest to boot there after a failover. They
+	// differ when libvirt adjusted the live CPU to what this host provided.
+	if err := h.checkCPU(ctx, dconn, what, "running", live); err != nil {
 		return err
+	}
+	if defined.XML != live.XML {
+		if err := h.checkCPU(ctx, dconn, what, "defined", defined); err != nil {
+			return err
+		}
 	}
 	return h.migrate(ctx, name, what, dconn, opts, progress)
 }
@@ -109,7 +124,7 @@ func bounded(ctx context.Context, c *libvirt.Connect, uri, what string, fn func(
 }
 
 // checkCPU asks the destination whether it can provide the domain's CPU.
-func (h *Hypervisor) checkCPU(ctx context.Context, dconn *libvirt.Connect, what string, cpu guestCPU) error {
+func (h *Hypervisor) checkCPU(ctx context.Context, dconn *libvirt.Connect, what, which string, cpu guestCPU) error {
 	if cpu.XML == "" {
 		return nil
 	}
@@ -131,8 +146,8 @@ func (h *Hypervisor) checkCPU(ctx context.Context, dconn *libvirt.Connect, what 
 		h.log.Warn("destination cannot compare CPUs; migrating unchecked", "uri", h.uri, "call", what)
 	}
 	if e, ok := lvError(err); ok && e.Code == libvirt.ERR_CPU_INCOMPATIBLE {
-		return fmt.Errorf("libvirt %s: %s: %w: %s; the domain's CPU is %s. Pick a destination with these features or lower the domain's CPU model (%w)",
-			h.uri, what, xenctl.ErrCPUIncompatible, e.Message, cpu.XML, e)
+		return fmt.Errorf("libvirt %s: %s: %w: %s; the domain's %s CPU is %s. Pick a destination with these features or lower the domain's CPU model (%w)",
+			h.uri, what, xenctl.ErrCPUIncompatible, e.Message, which, cpu.XML, e)
 	}
 	return err
 }
