@@ -78,8 +78,10 @@ func (c *renewCmd) apply(s *State, m applyMeta) (any, error) {
 		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	switch h.State {
-	case HostFenced, HostLeft, HostJoining:
+	case HostFenced, HostLeft:
 		return nil, refuse("host %s is %s: it must register before it renews", c.Host, h.State)
+	case HostJoining:
+		setHostState(h, HostOnline, m.At) // its first renewal brings it online
 	}
 	h.LeaseSent = c.Sent
 	if h.State == HostSuspect {
@@ -224,6 +226,10 @@ func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
 	inc.begin(PhasePlace, m.At)
 	h.Epoch++
 	setHostState(h, HostFenced, m.At)
+	if len(inc.VMs) == 0 {
+		inc.note("the host ran no protected VMs")
+		inc.close(m.At)
+	}
 	return h.Epoch, nil
 }
 
@@ -380,6 +386,9 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		}
 		if from != mv.Host {
 			vm.LocalRestarts = 0
+			// What the old host said no longer describes this placement;
+			// its word that the VM still runs there is accepted again anyway.
+			vm.Observed = Observed{}
 		}
 		for _, id := range vm.Spec.Volumes {
 			if v := s.Volumes[id]; v != nil && v.Writer != mv.Host {
@@ -444,6 +453,7 @@ func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
 	if c.Epoch != h.Epoch {
 		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
+	var closed []string
 	for _, o := range c.VMs {
 		vm := s.VMs[o.VM]
 		if vm == nil {
@@ -468,25 +478,28 @@ func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
 				inc.end(PhaseStart, m.At)
 				inc.note("%s running on %s", o.VM, c.Host)
 			}
-			s.maybeCloseIncident(inc, m.At)
+			if s.maybeCloseIncident(inc, m.At) {
+				closed = append(closed, inc.Timeline(true))
+			}
 		}
 	}
-	return nil, nil
+	return closed, nil
 }
 
 // maybeCloseIncident closes inc when each of its VMs runs on a host other
 // than the failed one, or no longer wants to run.
-func (s *State) maybeCloseIncident(inc *Incident, at time.Time) {
+func (s *State) maybeCloseIncident(inc *Incident, at time.Time) bool {
 	for _, name := range inc.VMs {
 		vm := s.VMs[name]
 		if vm == nil || vm.Stopped || vm.Policy.Restart == RestartOff {
 			continue
 		}
 		if vm.Host == "" || vm.Host == inc.Host || vm.Observed.Host != vm.Host || vm.Observed.State != xenctl.StateRunning {
-			return
+			return false
 		}
 	}
 	inc.close(at)
+	return true
 }
 
 // restartCmd grants one local restart of a VM that stopped on a healthy host.

@@ -170,7 +170,7 @@ func pick(vm *VM, room map[string]*hostRoom, ids []string) (*hostRoom, string) {
 		}
 		return nil, "no capacity: " + strings.Join(why, ", ") + "; waiting for room (add a host, stop a VM or lower its size)"
 	}
-	for _, p := range vm.Policy.Preferred {
+	for _, p := range append([]string{vm.MoveTo}, vm.Policy.Preferred...) {
 		for _, r := range fits {
 			if r.id == p {
 				return r, ""

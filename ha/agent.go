@@ -1,0 +1,447 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/xenctl"
+)
+
+// The host agent runs on every member that has a hypervisor. Each round it
+// reads the replicated state, asks the hypervisor what runs, lets reconcile
+// decide, carries the plan out, puts the network guard in line and reports
+// what it observed. It rounds on every applied command, on every hypervisor
+// event (a libvirtd reconnect included), on every KeepAlive, and just before
+// its lease would stop covering it.
+
+// releaseGrace is how long a VM taken off this host (released for a
+// migration or a drain) gets to shut down before it is destroyed.
+const releaseGrace = 10 * time.Second
+
+// hypervisorTimeout bounds one hypervisor call: a hung libvirtd must not hold
+// the agent past its lease.
+const hypervisorTimeout = 5 * time.Second
+
+type agent struct {
+	f    *failover
+	hv   xenctl.Hypervisor
+	kick chan struct{}
+
+	mu         sync.Mutex
+	started    map[string]int    // VM → LocalRestarts when this agent last started it
+	paused     map[string]uint64 // VM → epoch when isolation paused it
+	attached   map[string]time.Time
+	isolated   bool
+	reporting  atomic.Bool
+	registered bool
+	guard      guardKeeper
+}
+
+func newAgent(f *failover) *agent {
+	return &agent{
+		f:        f,
+		hv:       f.cfg.Hypervisor,
+		kick:     make(chan struct{}, 1),
+		started:  map[string]int{},
+		paused:   map[string]uint64{},
+		attached: map[string]time.Time{},
+		guard:    guardKeeper{g: f.cfg.Guard},
+	}
+}
+
+// run is the agent's life.
+func (a *agent) run(ctx context.Context) {
+	if w, ok := a.hv.(xenctl.Watcher); ok {
+		if ch, err := w.Events(ctx); err == nil {
+			go func() {
+				for ev := range ch {
+					if ev.Kind == xenctl.EventReconnected {
+						a.f.log.Info("hypervisor reconnected: reconciling from a fresh inventory")
+					}
+					kick(a.kick)
+				}
+			}()
+		}
+	}
+	t := time.NewTicker(a.f.cfg.KeepAlive)
+	defer t.Stop()
+	for {
+		if !a.registered {
+			a.register(ctx)
+		}
+		a.round(ctx)
+		_, until, changed := a.f.lease.snapshot()
+		var deadline <-chan time.Time
+		var tm *time.Timer
+		if !until.IsZero() {
+			if d := time.Until(until.Add(-a.f.cfg.IsolationLead)); d > 0 {
+				tm = time.NewTimer(d)
+				deadline = tm.C
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-a.kick:
+		case <-changed:
+		case <-t.C:
+		case <-deadline:
+		}
+		if tm != nil {
+			tm.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// register reports this host's capacity once, which also brings a joining
+// host online.
+func (a *agent) register(ctx context.Context) {
+	var epoch uint64
+	var state HostState
+	a.f.c.read(func(s *State) {
+		if h := s.Hosts[a.f.cfg.ID]; h != nil {
+			epoch, state = h.Epoch, h.State
+		}
+	})
+	if state == "" || state == HostFenced || state == HostLeft {
+		return // not a member yet, or the fenced path registers
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.f.cfg.Lease)
+	defer cancel()
+	if _, err := a.f.c.propose(rctx, &registerCmd{Host: a.f.cfg.ID, Epoch: epoch, Capacity: a.f.capacity(rctx)}); err == nil {
+		a.registered = true
+	}
+}
+
+// capacity is what this host offers: the configured override, else what the
+// hypervisor reports.
+func (f *failover) capacity(ctx context.Context) *Capacity {
+	if f.cfg.Capacity != nil {
+		c := *f.cfg.Capacity
+		return &c
+	}
+	if f.cfg.Hypervisor == nil {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
+	defer cancel()
+	info, err := f.cfg.Hypervisor.HostInfo(hctx)
+	if err != nil {
+		return nil
+	}
+	return &Capacity{MemoryKiB: info.MemoryKiB, VCPUs: info.CPUs}
+}
+
+// view is what one round needs from the replicated state, copied out.
+type view struct {
+	hostEpoch uint64
+	hostState HostState
+	desired   map[string]*VM
+	managed   map[string]bool
+	vms       map[string]VM
+	volumes   map[string]Volume
+}
+
+func (a *agent) view() view {
+	v := view{desired: map[string]*VM{}, managed: map[string]bool{}, vms: map[string]VM{}, volumes: map[string]Volume{}}
+	self := a.f.cfg.ID
+	a.f.c.read(func(s *State) {
+		if h := s.Hosts[self]; h != nil {
+			v.hostEpoch, v.hostState = h.Epoch, h.State
+		}
+		for name, vm := range s.VMs {
+			c := *vm
+			c.Spec.MACs = slices.Clone(vm.Spec.MACs)
+			c.Spec.Addrs = slices.Clone(vm.Spec.Addrs)
+			c.Spec.Volumes = slices.Clone(vm.Spec.Volumes)
+			v.managed[name] = true
+			v.vms[name] = c
+			for _, id := range vm.Spec.Volumes {
+				if vol := s.Volumes[id]; vol != nil {
+					cv := *vol
+					v.volumes[id] = cv
+				}
+			}
+		}
+	})
+	return v
+}
+
+// round is one reconciliation.
+func (a *agent) round(ctx context.Context) {
+	f := a.f
+	v := a.view()
+	status, epoch := f.lease.status(time.Now(), f.cfg.IsolationLead)
+	if v.hostEpoch != epoch || v.hostState == HostFenced || v.hostState == HostLeft {
+		status = leaseIsolating // the cluster moved on without us
+	}
+	if status == leaseValid {
+		for name, vm := range v.vms {
+			if vm.Host == f.cfg.ID && vm.OwnerEpoch == epoch && !vm.Stopped {
+				c := vm
+				v.desired[name] = &c
+			}
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
+	doms, derr := a.hv.Domains(hctx)
+	cancel()
+	a.mu.Lock()
+	in := reconcileInput{
+		Epoch: epoch, Lease: status, Desired: v.desired, Managed: v.managed,
+		Domains: doms, DomainsErr: derr,
+		Started: maps(a.started), Paused: maps(a.paused), Response: isolationAction(&f.cfg),
+	}
+	a.mu.Unlock()
+	p := reconcile(in)
+
+	if p.BlockAll {
+		// Network first, before anything else and whatever the hypervisor
+		// says: the majority may start these VMs elsewhere soon.
+		if err := a.guard.apply(ctx, v, nil, true); err != nil {
+			f.log.Error("isolating: blocking the VM network failed", "err", err)
+		}
+		a.mu.Lock()
+		first := !a.isolated
+		a.isolated = true
+		a.mu.Unlock()
+		if first && (len(p.Actions) > 0 || derr == nil) {
+			f.emit(Event{Kind: EventIsolated, Host: f.cfg.ID, Message: fmt.Sprintf("lease about to end without renewal: network blocked, VMs: %s", planString(p))})
+		}
+	} else {
+		a.mu.Lock()
+		a.isolated = false
+		a.mu.Unlock()
+	}
+	if p.Skip {
+		return
+	}
+	for _, act := range p.Actions {
+		a.do(ctx, act, v, epoch)
+	}
+	if len(p.Actions) > 0 {
+		f.emit(Event{Kind: EventReconciled, Host: f.cfg.ID, Message: planString(p)})
+	}
+	// What runs now decides the network and the report.
+	hctx, cancel = context.WithTimeout(ctx, hypervisorTimeout)
+	doms, derr = a.hv.Domains(hctx)
+	cancel()
+	if derr != nil {
+		return
+	}
+	if status == leaseValid {
+		executing := map[string]bool{}
+		for _, d := range doms {
+			if v.desired[d.Name] != nil && d.State.Executing() {
+				executing[d.Name] = true
+			}
+		}
+		if err := a.guard.apply(ctx, v, executing, false); err != nil {
+			f.log.Warn("updating the VM network guard failed", "err", err)
+		}
+	}
+	in.Domains = doms
+	a.report(ctx, v, epoch, observations(in))
+}
+
+func maps[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// do carries out one action. Failures are logged and retried next round.
+func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
+	f := a.f
+	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
+	defer cancel()
+	var err error
+	switch act.Kind {
+	case actStart:
+		vm := v.desired[act.VM]
+		err = a.start(hctx, vm, v)
+		a.mu.Lock()
+		a.started[act.VM] = vm.LocalRestarts
+		a.mu.Unlock()
+	case actStop:
+		sctx, scancel := context.WithTimeout(ctx, releaseGrace+hypervisorTimeout)
+		_, err = a.hv.Shutdown(sctx, act.VM, releaseGrace)
+		scancel()
+		if err == nil {
+			a.detach(hctx, v.vms[act.VM], v)
+		}
+	case actDestroy:
+		err = a.hv.Destroy(hctx, act.VM)
+		a.mu.Lock()
+		delete(a.paused, act.VM)
+		a.mu.Unlock()
+		if err == nil && v.vms[act.VM].Host != f.cfg.ID {
+			a.detach(hctx, v.vms[act.VM], v)
+		}
+	case actPause:
+		p, ok := a.hv.(xenctl.Pauser)
+		if !ok {
+			err = a.hv.Destroy(hctx, act.VM)
+			break
+		}
+		if err = p.Suspend(hctx, act.VM); err == nil {
+			a.mu.Lock()
+			a.paused[act.VM] = epoch
+			a.mu.Unlock()
+		} else {
+			// A VM that cannot be paused must not keep running past the lease.
+			err = errors.Join(err, a.hv.Destroy(hctx, act.VM))
+		}
+	case actShutdown:
+		g := f.cfg.IsolationResponse.Grace
+		sctx, scancel := context.WithTimeout(ctx, g+hypervisorTimeout)
+		_, err = a.hv.Shutdown(sctx, act.VM, g)
+		scancel()
+	case actResume:
+		if p, ok := a.hv.(xenctl.Pauser); ok {
+			if err = p.Resume(hctx, act.VM); err == nil {
+				a.mu.Lock()
+				delete(a.paused, act.VM)
+				a.mu.Unlock()
+			}
+		}
+	}
+	if err != nil {
+		f.log.Warn("host agent action failed; retrying next round", "action", act.String(), "err", err)
+	}
+}
+
+// start makes the VM's storage usable at its committed generation (promoting
+// role-based volumes), defines the domain from its spec and boots it.
+func (a *agent) start(ctx context.Context, vm *VM, v view) error {
+	for _, id := range vm.Spec.Volumes {
+		vol, ok := v.volumes[id]
+		if !ok {
+			return fmt.Errorf("start VM %s on %s: volume %s is not in the cluster state: add it with PutVolume", vm.Name, a.f.cfg.ID, id)
+		}
+		be := a.f.cfg.Storage[vol.Kind]
+		if be == nil {
+			return fmt.Errorf("start VM %s on %s: no storage backend for kind %q in Config.Storage", vm.Name, a.f.cfg.ID, vol.Kind)
+		}
+		if _, err := be.Attach(ctx, vol.Volume); err != nil {
+			return fmt.Errorf("start VM %s on %s: attach volume %s generation %d: %w", vm.Name, a.f.cfg.ID, id, vol.Generation, err)
+		}
+		if p, ok := be.(storage.Promoter); ok {
+			if err := p.Promote(ctx, vol.Volume); err != nil {
+				return fmt.Errorf("start VM %s on %s: promote volume %s: %w", vm.Name, a.f.cfg.ID, id, err)
+			}
+		}
+	}
+	if len(vm.Spec.Volumes) > 0 {
+		a.mu.Lock()
+		a.attached[vm.Name] = time.Now()
+		a.mu.Unlock()
+	}
+	if vm.Spec.DomainXML != "" {
+		if _, err := a.hv.Define(ctx, vm.Spec.DomainXML); err != nil {
+			return fmt.Errorf("start VM %s on %s: define: %w", vm.Name, a.f.cfg.ID, err)
+		}
+	}
+	if err := a.hv.Start(ctx, vm.Name); err != nil {
+		return fmt.Errorf("start VM %s on %s: %w", vm.Name, a.f.cfg.ID, err)
+	}
+	return nil
+}
+
+// detach releases the volumes of a VM this host no longer runs. A backend
+// never disturbs a newer holder, so this is safe after a takeover.
+func (a *agent) detach(ctx context.Context, vm VM, v view) {
+	for _, id := range vm.Spec.Volumes {
+		vol, ok := v.volumes[id]
+		if !ok {
+			continue
+		}
+		if be := a.f.cfg.Storage[vol.Kind]; be != nil {
+			if p, ok := be.(storage.Promoter); ok {
+				_ = p.Demote(ctx, vol.Volume)
+			}
+			_ = be.Detach(ctx, vol.Volume)
+		}
+	}
+}
+
+// report proposes one vm.observed for every VM whose replicated observation
+// differs from what the hypervisor says now. At most one report is in
+// flight, so a partition never piles them up.
+func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string]ObservedVM) {
+	var out []ObservedVM
+	a.mu.Lock()
+	for _, name := range slices.Sorted(mapKeys(obs)) {
+		o := obs[name]
+		cur := v.vms[name].Observed
+		if at, ok := a.attached[name]; ok && v.desired[name] != nil {
+			o.Attached = at
+		}
+		if cur.Host == a.f.cfg.ID && cur.State == o.State {
+			continue
+		}
+		if cur.Host != a.f.cfg.ID && !o.State.Active() && v.vms[name].Host != a.f.cfg.ID {
+			continue // not ours and not running here: nothing to say
+		}
+		out = append(out, o)
+	}
+	a.mu.Unlock()
+	if len(out) == 0 || !a.reporting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.reporting.Store(false)
+		rctx, cancel := context.WithTimeout(ctx, a.f.cfg.Lease)
+		defer cancel()
+		if _, err := a.f.c.propose(rctx, &observedCmd{Host: a.f.cfg.ID, Epoch: epoch, VMs: out}); err != nil {
+			a.f.log.Debug("observed-state report failed; resent next round", "err", err)
+			return
+		}
+		a.mu.Lock()
+		for _, o := range out {
+			if !o.Attached.IsZero() {
+				delete(a.attached, o.VM)
+			}
+		}
+		a.mu.Unlock()
+		kick(a.kick)
+	}()
+}
+
+// destroyAll destroys every cluster VM active on this host and blocks the
+// network: the medicine for a host that learns it was fenced.
+func (a *agent) destroyAll(ctx context.Context) error {
+	v := a.view()
+	if err := a.guard.apply(ctx, v, nil, true); err != nil {
+		a.f.log.Error("blocking the VM network failed", "err", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
+	defer cancel()
+	doms, err := a.hv.Domains(hctx)
+	if err != nil {
+		return fmt.Errorf("list domains on %s: %w", a.f.cfg.ID, err)
+	}
+	var errs []error
+	for _, d := range doms {
+		if v.managed[d.Name] && d.State.Active() {
+			if err := a.hv.Destroy(hctx, d.Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	a.mu.Lock()
+	clear(a.paused)
+	clear(a.started)
+	a.mu.Unlock()
+	return errors.Join(errs...)
+}

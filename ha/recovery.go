@@ -1,0 +1,430 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xenha/xenha/fence"
+	"github.com/xenha/xenha/xenctl"
+)
+
+// The leader's incident controller: suspect → fence → place → assign
+// (DESIGN §5). It keeps no state of its own that matters: every step reads
+// the replicated state and commits its outcome, so a new leader (after a
+// Barrier) continues any incident where the old one stopped.
+
+// Failover event kinds.
+const (
+	EventHostWarn       EventKind = "host.warn"        // silent past WarnTime
+	EventHostSuspect    EventKind = "host.suspect"     // committed suspect: fencing starts
+	EventHostBack       EventKind = "host.back"        // a suspect host renewed before it was fenced
+	EventFenceAttempt   EventKind = "fence.attempt"    // one fencing attempt (Message: method and outcome)
+	EventFenceFailed    EventKind = "fence.failed"     // a fencing round failed; retried with backoff
+	EventFenceNeeded    EventKind = "fence.needed"     // no fencer can act: an operator must AckFence
+	EventHostFenced     EventKind = "host.fenced"      // a fence record is committed
+	EventVMPlaced       EventKind = "vm.placed"        // a VM was assigned to Host
+	EventVMPending      EventKind = "vm.pending"       // a VM waits (Message: why)
+	EventVMRestart      EventKind = "vm.restart"       // a local restart was granted
+	EventIsolated       EventKind = "host.isolated"    // this host lost its lease and isolated its VMs
+	EventIncidentClosed EventKind = "incident.closed"  // Message: the timeline
+	EventReconciled     EventKind = "agent.reconciled" // the agent acted on its hypervisor (Message: plan)
+)
+
+// failovers maps each Cluster to its failover services, so that the core's
+// struct needs no field of ours.
+var failovers sync.Map // *Cluster → *failover
+
+func failoverOf(c *Cluster) *failover {
+	v, _ := failovers.Load(c)
+	f, _ := v.(*failover)
+	return f
+}
+
+// failover holds one member's failover services.
+type failover struct {
+	c     *Cluster
+	cfg   Config
+	log   *slog.Logger
+	det   *detector
+	lease *hostLease
+	agent *agent // nil on a member that runs no VMs
+
+	leaderKick    chan struct{}
+	reregistering atomic.Bool
+}
+
+// startFailover registers the failover services with c's hooks. Called by
+// New before Raft can apply anything.
+func (c *Cluster) startFailover() {
+	f := &failover{
+		c:          c,
+		cfg:        c.cfg,
+		log:        c.log,
+		det:        newDetector(fenceTimings(&c.cfg), nil),
+		lease:      newHostLease(),
+		leaderKick: make(chan struct{}, 1),
+	}
+	if c.cfg.Role != RoleWitness && c.cfg.Hypervisor != nil {
+		f.agent = newAgent(f)
+	}
+	failovers.Store(c, f)
+	c.onApplied(f.applied)
+	c.onLeadership(f.lead)
+	c.onStart(f.renewLoop)
+	if f.agent != nil {
+		c.onStart(f.agent.run)
+	}
+	c.onStart(func(ctx context.Context) {
+		<-ctx.Done()
+		failovers.Delete(c)
+	})
+}
+
+func (f *failover) emit(e Event) { f.c.emit(e) }
+
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// applied runs on every member after each command: it feeds the detector,
+// wakes the agent and the controller, and turns commits into events.
+func (f *failover) applied(cmd command, m applyMeta, result any, err error) {
+	if err != nil {
+		return
+	}
+	switch c := cmd.(type) {
+	case *renewCmd:
+		f.det.renewed(c.Host)
+		return // the hot path: nothing else to do
+	case *registerCmd:
+		f.det.renewed(c.Host)
+	case *suspectCmd:
+		f.emit(Event{Kind: EventHostSuspect, Host: c.Host, Index: m.Index, Message: fmt.Sprintf("no renewal for %v: fencing", c.Silence.Round(time.Millisecond))})
+	case *fenceCmd:
+		msg := "fenced by " + c.Method + ": " + c.Evidence
+		if c.Manual {
+			msg = "fence acknowledged by " + c.Operator + ": " + c.Evidence
+		}
+		f.emit(Event{Kind: EventHostFenced, Host: c.Host, Index: m.Index, Message: msg})
+	case *assignCmd:
+		for _, mv := range c.Moves {
+			f.emit(Event{Kind: EventVMPlaced, Host: mv.Host, VM: mv.VM, Index: m.Index, Message: c.Reason})
+		}
+		for _, vm := range slices.Sorted(mapKeys(c.Unplaced)) {
+			f.emit(Event{Kind: EventVMPending, VM: vm, Index: m.Index, Message: c.Unplaced[vm]})
+		}
+	case *restartCmd:
+		f.emit(Event{Kind: EventVMRestart, Host: c.Host, VM: c.VM, Index: m.Index})
+	case *observedCmd:
+		if closed, ok := result.([]string); ok {
+			for _, line := range closed {
+				f.emit(Event{Kind: EventIncidentClosed, Host: c.Host, Index: m.Index, Message: line})
+			}
+		}
+	}
+	if f.agent != nil {
+		kick(f.agent.kick)
+	}
+	kick(f.leaderKick)
+}
+
+// lead runs the controller while this member leads.
+func (f *failover) lead(ctx context.Context) {
+	f.det.becameLeader()
+	defer f.det.lostLeadership()
+	// Everything the old leader committed is applied here before we judge.
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f.c.barrier(bctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
+			return
+		}
+	}
+	r := &recovery{f: f, fencing: map[string]context.CancelFunc{}, warned: map[string]bool{}, released: map[string]bool{}}
+	defer r.stopAll()
+	period := max(f.cfg.KeepAlive/2, 10*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		r.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-f.leaderKick:
+		}
+	}
+}
+
+// recovery is one leadership term's controller.
+type recovery struct {
+	f        *failover
+	wg       sync.WaitGroup
+	fencing  map[string]context.CancelFunc // "host@epoch" → cancel
+	warned   map[string]bool
+	released map[string]bool // "vm@host" releases proposed this term
+}
+
+func (r *recovery) stopAll() {
+	for _, cancel := range r.fencing {
+		cancel()
+	}
+	r.wg.Wait()
+}
+
+// step looks at the state once and commits what follows from it.
+func (r *recovery) step(ctx context.Context) {
+	f := r.f
+	s, err := f.c.fsm.clone()
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, max(f.cfg.Lease, time.Second))
+	defer cancel()
+	active := map[string]bool{}
+	for _, id := range slices.Sorted(mapKeys(s.Hosts)) {
+		h := s.Hosts[id]
+		if h.Role == RoleWitness || id == f.cfg.ID {
+			continue // a witness runs nothing; the leader is alive by definition
+		}
+		v := f.det.verdict(id)
+		switch h.State {
+		case HostOnline, HostMaintenance:
+			switch v.Health {
+			case HealthOK:
+				r.warned[id] = false
+			case HealthWarn:
+				if !r.warned[id] {
+					r.warned[id] = true
+					f.emit(Event{Kind: EventHostWarn, Host: id, Message: fmt.Sprintf("no lease renewal for %v", v.Silence.Round(time.Millisecond))})
+				}
+			case HealthDead:
+				if h.State == HostOnline {
+					_, err := f.c.propose(pctx, &suspectCmd{Host: id, Epoch: h.Epoch, LastSeen: time.Now().Add(-v.Silence), Silence: v.Silence})
+					if err != nil {
+						f.log.Debug("marking host suspect failed", "host", id, "err", err)
+					}
+				}
+			}
+		case HostSuspect:
+			key := fmt.Sprintf("%s@%d", id, h.Epoch)
+			active[key] = true
+			if r.fencing[key] == nil {
+				fctx, fcancel := context.WithCancel(ctx)
+				r.fencing[key] = fcancel
+				r.wg.Add(1)
+				go func() {
+					defer r.wg.Done()
+					r.fence(fctx, id, h.Epoch)
+				}()
+			}
+		}
+	}
+	for key, cancel := range r.fencing {
+		if !active[key] {
+			cancel() // it came back, or the fence landed: stop trying
+			delete(r.fencing, key)
+		}
+	}
+	r.placeAll(pctx, s)
+}
+
+// fence fences host at epoch until a proof is committed or ctx ends,
+// recording every attempt and backing off between rounds.
+func (r *recovery) fence(ctx context.Context, host string, epoch uint64) {
+	f := r.f
+	b := f.cfg.FenceRetry
+	if b.Initial <= 0 {
+		b = Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Factor: 2}
+	}
+	wait := b.Initial
+	toldOperator := false
+	for round := 1; ctx.Err() == nil; round++ {
+		if f.cfg.FencePolicy == AllowLeaseExpiry {
+			if v := f.det.verdict(host); v.LeaseExpired {
+				ev := fmt.Sprintf("no lease renewal applied for %v, longer than Lease %v + WatchdogTimeout %v: the host's watchdog has reset it",
+					v.Silence.Round(time.Millisecond), f.cfg.Lease, f.cfg.WatchdogTimeout)
+				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: "lease-expiry", Evidence: ev, ProofTime: time.Now()})
+				return
+			}
+		}
+		if f.cfg.Fencer == nil {
+			if !toldOperator {
+				toldOperator = true
+				f.emit(Event{Kind: EventFenceNeeded, Host: host, Message: "no fencer configured: power the host off and call AckFence, or configure Config.Fencer"})
+			}
+		} else {
+			proof, attempts, err := runFence(ctx, f.cfg.Fencer, host)
+			for _, a := range attempts {
+				msg := a.Method + ": fenced"
+				if a.Err != "" {
+					msg = a.Method + ": " + a.Err
+				}
+				f.emit(Event{Kind: EventFenceAttempt, Host: host, Message: msg})
+			}
+			if err == nil {
+				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: proof.Method, Evidence: proof.Evidence, ProofTime: proof.Time, Attempts: attempts})
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			f.emit(Event{Kind: EventFenceFailed, Host: host, Message: fmt.Sprintf("round %d: %v; retrying in %v", round, err, wait)})
+			pctx, cancel := context.WithTimeout(ctx, max(f.cfg.Lease, time.Second))
+			_, perr := f.c.propose(pctx, &fenceFailedCmd{Host: host, Epoch: epoch, Attempts: attempts, Err: err.Error(), Retry: wait})
+			cancel()
+			if errors.Is(perr, ErrStaleEpoch) {
+				return // fenced meanwhile (an operator acknowledged it)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(time.Duration(float64(wait)*max(b.Factor, 1)), max(b.Max, b.Initial))
+	}
+}
+
+// commitFence commits a proof. It does so even if ctx ended meanwhile (the
+// host came back): a proof is the truth, and the host is off.
+func (r *recovery) commitFence(ctx context.Context, cmd *fenceCmd) {
+	f := r.f
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*max(f.cfg.Lease, time.Second))
+	defer cancel()
+	for {
+		_, err := f.c.propose(pctx, cmd)
+		if err == nil || errors.Is(err, ErrRefused) || pctx.Err() != nil {
+			if err != nil && !errors.Is(err, ErrStaleEpoch) {
+				f.log.Warn("fence proof not committed", "host", cmd.Host, "err", err)
+			}
+			return
+		}
+		if !f.c.isLeader() {
+			// The next leader fences again; the host is off, so its
+			// fencer confirms at once.
+			return
+		}
+	}
+}
+
+// runFence runs the fencer, with every attempt recorded when it is a Chain.
+func runFence(ctx context.Context, fencer fence.Fencer, host string) (fence.Proof, []FenceAttempt, error) {
+	if ch, ok := fencer.(*fence.Chain); ok {
+		p, as, err := ch.FenceAttempts(ctx, host)
+		out := make([]FenceAttempt, 0, len(as))
+		for _, a := range as {
+			fa := FenceAttempt{Method: a.Method, Start: a.Start, Duration: a.Duration}
+			if a.Err != nil {
+				fa.Err = a.Err.Error()
+			}
+			out = append(out, fa)
+		}
+		return p, out, err
+	}
+	start := time.Now()
+	p, err := fencer.Fence(ctx, host)
+	a := FenceAttempt{Method: p.Method, Start: start, Duration: time.Since(start)}
+	if err != nil {
+		a.Err = err.Error()
+		var fe *fence.Error
+		if errors.As(err, &fe) {
+			a.Method = fe.Method
+		}
+	} else if p.Host != host {
+		err = fmt.Errorf("fencer returned a proof for %q instead of %q: %w", p.Host, host, fence.ErrNotOff)
+		a.Err = err.Error()
+	}
+	if a.Method == "" {
+		a.Method = "fencer"
+	}
+	return p, []FenceAttempt{a}, err
+}
+
+// placeAll finds every VM that needs a host and may have one, grants local
+// restarts, drains hosts in maintenance, and commits one assignment.
+func (r *recovery) placeAll(ctx context.Context, s *State) {
+	f := r.f
+	var want []string
+	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
+		vm := s.VMs[name]
+		if !placeable(vm) {
+			continue
+		}
+		if vm.Host == "" {
+			if mayLeave(s, vm) == nil {
+				want = append(want, name)
+			}
+			continue
+		}
+		h := s.Hosts[vm.Host]
+		switch {
+		case h == nil || h.State == HostLeft:
+			want = append(want, name)
+		case h.Epoch > vm.OwnerEpoch && h.State == HostFenced:
+			// Fence before recover: the proof is committed (the epoch moved)
+			// and the host has been silent past its lease.
+			if f.det.verdict(vm.Host).Reassignable {
+				want = append(want, name)
+			}
+		case h.Epoch > vm.OwnerEpoch:
+			// Fenced, then registered again: registering came after it
+			// destroyed what it ran at the old epoch.
+			want = append(want, name)
+		case h.State == HostMaintenance || (vm.MoveTo != "" && vm.MoveTo != vm.Host):
+			key := name + "@" + vm.Host
+			if !r.released[key] {
+				r.released[key] = true
+				reason := "host " + vm.Host + " in maintenance"
+				if h.State != HostMaintenance {
+					reason = "migration to " + vm.MoveTo
+				}
+				if _, err := f.c.propose(ctx, &releaseCmd{VM: name, Host: vm.Host, MoveTo: vm.MoveTo, Reason: reason}); err != nil {
+					f.log.Debug("release failed", "vm", name, "err", err)
+					delete(r.released, key)
+				}
+			}
+		case h.State == HostOnline && vm.Observed.Host == vm.Host &&
+			(vm.Observed.State == xenctl.StateCrashed || vm.Observed.State == xenctl.StateShutoff):
+			if vm.LocalRestarts < vm.Policy.MaxLocalRestarts {
+				if _, err := f.c.propose(ctx, &restartCmd{VM: name, Host: vm.Host, Count: vm.LocalRestarts}); err != nil {
+					f.log.Debug("local restart grant failed", "vm", name, "err", err)
+				}
+			} else {
+				want = append(want, name)
+			}
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	p := place(s, want)
+	cmd := &assignCmd{Moves: p.Assign, Reason: "failover"}
+	for vm, why := range p.Unplaced {
+		if s.VMs[vm].Pending != why {
+			if cmd.Unplaced == nil {
+				cmd.Unplaced = map[string]string{}
+			}
+			cmd.Unplaced[vm] = why
+		}
+	}
+	if len(cmd.Moves) == 0 && len(cmd.Unplaced) == 0 {
+		return
+	}
+	if _, err := f.c.propose(ctx, cmd); err != nil {
+		f.log.Debug("assignment not committed; retrying next step", "err", err)
+	}
+}
