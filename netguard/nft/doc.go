@@ -7,18 +7,22 @@
 // The table, by default "xenha", holds two sets of MACs and three base chains:
 //
 //	table bridge xenha {
-//	    set guarded { type ether_addr }   # every VIF in the State, with its VM, port, addresses
-//	    set allowed { type ether_addr }   # the guarded VIFs whose traffic may pass
+//	    set guarded { type ether_addr }        # every VIF in the State, with its VM, port, addresses
+//	    set allowed { type ether_addr }        # the guarded VIFs whose traffic may pass
+//	    set guarded_ports { type ifname }      # the ports the State names
+//	    set allowed_ports { type ifname }      # ... of allowed VIFs
 //	    chain forward { type filter hook forward priority -250; policy accept;
 //	        ether saddr @guarded ether saddr != @allowed drop
-//	        ether daddr @guarded ether daddr != @allowed drop }
-//	    chain input  { ... ether saddr ... drop }                  # VM -> dom0
-//	    chain output { ... ether daddr ... drop; ether saddr ... drop } # dom0 -> VM
+//	        ether daddr @guarded ether daddr != @allowed drop
+//	        oifname @guarded_ports oifname != @allowed_ports drop }
+//	    chain input  { ... ether saddr ... drop }                            # VM -> dom0
+//	    chain output { ... ether daddr ...; ether saddr ...; oifname ... }   # dom0 -> VM
 //	}
 //
-// Matching is by MAC, not by port name, so a VM re-created with a new vif name
-// is still blocked, and a guarded MAC is blocked unless it is also in the
-// allowed set. Frames of MACs that are not guarded, among them dom0's own, are
+// Matching is by MAC, so a VM re-created with a new vif name is still blocked,
+// and a guarded MAC is blocked unless it is also in the allowed set. The port
+// rules only add what MACs cannot catch: frames flooded to every port
+// (broadcast ARP requests) do not reach a blocked VM's port either. Frames of MACs that are not guarded, among them dom0's own, are
 // never touched. [netguard.BlockAll] drops every guarded MAC whatever the
 // allowed set says; [netguard.AllowAll] has no drop rule.
 //
@@ -31,7 +35,8 @@
 // advertisement for a newly allowed VIF on the bridge, from the VM's MAC,
 // through a raw packet socket.
 //
-// Known limit: frames flooded to every port (broadcasts, unknown unicast) still
-// reach a blocked VM; it cannot answer them, because everything it sends is
-// dropped.
+// Known limits: a re-created VIF whose new port the State does not name yet
+// still receives flooded frames (it cannot answer them: everything it sends
+// is dropped) until the next Apply names the port. Rules cover every bridge of
+// the host (see [New]).
 package nft

@@ -151,16 +151,13 @@ func (rs *ruleset) queue(c *nftables.Conn) error {
 	c.AddTable(rs.table)
 	c.DelTable(rs.table)
 	c.AddTable(rs.table)
-	for _, set := range []struct {
-		s     *nftables.Set
-		elems []nftables.SetElement
-	}{{rs.guarded, rs.gElems}, {rs.allowed, rs.aElems}} {
-		if err := c.AddSet(set.s, nil); err != nil {
+	for i, set := range rs.sets {
+		if err := c.AddSet(set, nil); err != nil {
 			return err
 		}
 		// A netlink attribute is at most 64 KiB: elements go in chunks.
-		for elems := range slices.Chunk(set.elems, elemsPerMessage) {
-			if err := c.SetAddElements(set.s, elems); err != nil {
+		for elems := range slices.Chunk(rs.elems[i], elemsPerMessage) {
+			if err := c.SetAddElements(set, elems); err != nil {
 				return err
 			}
 		}
@@ -208,8 +205,8 @@ func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
 	if err != nil {
 		return netguard.State{}, g.unavailable("read", err)
 	}
-	var elems [2][]nftables.SetElement
-	for i, name := range []string{setGuarded, setAllowed} {
+	var elems [4][]nftables.SetElement
+	for i, name := range []string{setGuarded, setAllowed, setGPorts, setAPorts} {
 		set, err := c.GetSetByName(t, name)
 		if err != nil {
 			return netguard.State{}, g.unavailable("get set "+name, err)
@@ -222,7 +219,30 @@ func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
 	if err != nil {
 		return netguard.State{}, g.unavailable("read", err)
 	}
+	// The port sets follow from the MACs' metadata; if they do not, the
+	// state in force is not the one read (someone edited them).
+	want, err := build(g.table, s)
+	if err != nil {
+		return netguard.State{}, g.unavailable("read", err)
+	}
+	for i, name := range []string{setGPorts, setAPorts} {
+		if !sameKeys(elems[2+i], want.elems[2+i]) {
+			return netguard.State{}, g.unavailable("read", fmt.Errorf("set %s does not match the ports of the guarded VIFs (edited by hand?)", name))
+		}
+	}
 	return s, nil
+}
+
+func sameKeys(a, b []nftables.SetElement) bool {
+	keys := func(es []nftables.SetElement) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, string(e.Key))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(keys(a), keys(b))
 }
 
 func (g *Guard) unavailable(what string, err error) error {

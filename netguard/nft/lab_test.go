@@ -44,6 +44,8 @@ var labSeq atomic.Int64
 
 const outIP = "198.18.0.2"
 
+var outMAC = net.HardwareAddr{0x02, 0x58, 0x48, 0x00, 0x00, 0x02}
+
 func vmMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0x58, 0x48, 0x00, 0x01, byte(i)} }
 
 // newLab builds a host with n VMs, or skips (fails in CI) without root.
@@ -61,6 +63,7 @@ func newLab(t testing.TB, n int) *lab {
 	l.ip(l.host, "link", "set", "lo", "up")
 	l.ip(l.host, "link", "add", "port0", "type", "veth", "peer", "name", "eth0", "netns", l.out)
 	l.ip(l.host, "link", "set", "port0", "master", "br0", "up")
+	l.ip(l.out, "link", "set", "eth0", "address", outMAC.String())
 	l.ip(l.out, "addr", "add", outIP+"/24", "dev", "eth0")
 	l.ip(l.out, "addr", "add", "2001:2::2/64", "dev", "eth0", "nodad")
 	l.ip(l.out, "link", "set", "eth0", "up")

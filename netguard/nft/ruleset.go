@@ -20,6 +20,8 @@ import (
 const (
 	setGuarded  = "guarded"
 	setAllowed  = "allowed"
+	setGPorts   = "guarded_ports"
+	setAPorts   = "allowed_ports"
 	chainFwd    = "forward"
 	chainInput  = "input"
 	chainOutput = "output"
@@ -30,6 +32,8 @@ const (
 const (
 	idGuarded = 1
 	idAllowed = 2
+	idGPorts  = 3
+	idAPorts  = 4
 )
 
 // chainPriority runs the guard before anything at the bridge filter priority
@@ -40,30 +44,25 @@ const chainPriority = -250
 // addresses), within the kernel's 256-byte element user data.
 const maxComment = 250
 
-// etherField is where a MAC sits in the Ethernet header.
-type etherField uint32
+// match is what a drop rule looks up: a MAC of the Ethernet header (the
+// value is its offset), or the bridge port a frame leaves by.
+type match uint32
 
 const (
-	etherDst etherField = 0
-	etherSrc etherField = 6
+	etherDst match = 0
+	etherSrc match = 6
+	outPort  match = 100
 )
-
-func (f etherField) String() string {
-	if f == etherDst {
-		return "daddr"
-	}
-	return "saddr"
-}
 
 // ruleset is the complete content of the guard's table for one State.
 type ruleset struct {
-	table   *nftables.Table
-	guarded *nftables.Set
-	allowed *nftables.Set
-	gElems  []nftables.SetElement
-	aElems  []nftables.SetElement
-	chains  []*nftables.Chain
-	rules   []*nftables.Rule
+	table *nftables.Table
+	sets  []*nftables.Set
+	elems [][]nftables.SetElement // per set
+	// gElems and aElems are the MAC sets' elements (elems[0] and elems[1]).
+	gElems, aElems []nftables.SetElement
+	chains         []*nftables.Chain
+	rules          []*nftables.Rule
 }
 
 // vifMeta is what the guard remembers of a VIF beside its MAC, in the set
@@ -118,8 +117,18 @@ func decodeMeta(comment string) (vifMeta, error) {
 // built; MACs of guarded VMs are unique on a host, so host-wide is safe.
 func build(table string, s netguard.State) (*ruleset, error) {
 	rs := &ruleset{table: &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}}
-	rs.guarded = &nftables.Set{Table: rs.table, Name: setGuarded, ID: idGuarded, KeyType: nftables.TypeEtherAddr}
-	rs.allowed = &nftables.Set{Table: rs.table, Name: setAllowed, ID: idAllowed, KeyType: nftables.TypeEtherAddr}
+	set := func(name string, id uint32, key nftables.SetDatatype) *nftables.Set {
+		return &nftables.Set{Table: rs.table, Name: name, ID: id, KeyType: key}
+	}
+	rs.sets = []*nftables.Set{
+		set(setGuarded, idGuarded, nftables.TypeEtherAddr),
+		set(setAllowed, idAllowed, nftables.TypeEtherAddr),
+		set(setGPorts, idGPorts, nftables.TypeIFName),
+		set(setAPorts, idAPorts, nftables.TypeIFName),
+	}
+	// A port is allowed only if every VIF on it is (normally there is one).
+	portAllowed := map[string]bool{}
+	var ports []string
 	for _, r := range s.Normalize().Rules {
 		c, err := encodeMeta(r.VIF)
 		if err != nil {
@@ -130,7 +139,27 @@ func build(table string, s netguard.State) (*ruleset, error) {
 		if r.Allow {
 			rs.aElems = append(rs.aElems, nftables.SetElement{Key: mac})
 		}
+		if p := r.VIF.Port; p != "" {
+			if len(p) > 15 || strings.ContainsRune(p, 0) {
+				return nil, fmt.Errorf("%w: VIF %s of VM %q: port %q is not an interface name (at most 15 bytes)",
+					netguard.ErrInvalidState, r.VIF.MAC, r.VIF.VM, p)
+			}
+			if a, seen := portAllowed[p]; seen {
+				portAllowed[p] = a && r.Allow
+			} else {
+				portAllowed[p] = r.Allow
+				ports = append(ports, p)
+			}
+		}
 	}
+	var gPorts, aPorts []nftables.SetElement
+	for _, p := range ports {
+		gPorts = append(gPorts, nftables.SetElement{Key: ifname(p)})
+		if portAllowed[p] {
+			aPorts = append(aPorts, nftables.SetElement{Key: ifname(p)})
+		}
+	}
+	rs.elems = [][]nftables.SetElement{rs.gElems, rs.aElems, gPorts, aPorts}
 	accept := nftables.ChainPolicyAccept
 	prio := nftables.ChainPriority(chainPriority)
 	chain := func(name string, hook *nftables.ChainHook) *nftables.Chain {
@@ -149,18 +178,20 @@ func build(table string, s netguard.State) (*ruleset, error) {
 	return rs, nil
 }
 
-// ruleSig is one drop rule in shape: in which chain, which MAC of the frame
-// it looks up, and whether allowed MACs are exempt.
+// ruleSig is one drop rule in shape: in which chain, what it looks up, and
+// whether allowed VIFs are exempt.
 type ruleSig struct {
 	chain       string
-	field       etherField
+	match       match
 	exemptAllow bool
 }
 
 // signatures lists the drop rules of a mode. A VM's own frames carry its MAC
 // as source, frames to it as destination; forward covers VM<->wire and
 // VM<->VM, input VM->dom0, output dom0->VM (and dom0 forging a blocked VM's
-// source). AllowAll needs no rule at all.
+// source). Frames flooded to every port (broadcast ARP requests, unknown
+// unicast) carry no VM MAC: the port rules stop them at a blocked VM's port,
+// as long as the State names it. AllowAll needs no rule at all.
 func signatures(m netguard.Mode) []ruleSig {
 	if m == netguard.AllowAll {
 		return nil
@@ -169,24 +200,37 @@ func signatures(m netguard.Mode) []ruleSig {
 	return []ruleSig{
 		{chainFwd, etherSrc, exempt},
 		{chainFwd, etherDst, exempt},
+		{chainFwd, outPort, exempt},
 		{chainInput, etherSrc, exempt},
 		{chainOutput, etherDst, exempt},
 		{chainOutput, etherSrc, exempt},
+		{chainOutput, outPort, exempt},
 	}
 }
 
-// exprs is the rule's expression list:
+// exprs is the rule's expression list, one of
 //
-//	ether <field> @guarded [ether <field> != @allowed] drop
+//	ether saddr|daddr @guarded [ether saddr|daddr != @allowed] drop
+//	oifname @guarded_ports [oifname != @allowed_ports] drop
 func (s ruleSig) exprs() []expr.Any {
-	e := []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: uint32(s.field), Len: 6},
-		&expr.Lookup{SourceRegister: 1, SetName: setGuarded, SetID: idGuarded},
+	guarded, gid, allowed, aid := setGuarded, uint32(idGuarded), setAllowed, uint32(idAllowed)
+	var load expr.Any = &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: uint32(s.match), Len: 6}
+	if s.match == outPort {
+		guarded, gid, allowed, aid = setGPorts, idGPorts, setAPorts, idAPorts
+		load = &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}
 	}
+	e := []expr.Any{load, &expr.Lookup{SourceRegister: 1, SetName: guarded, SetID: gid}}
 	if s.exemptAllow {
-		e = append(e, &expr.Lookup{SourceRegister: 1, SetName: setAllowed, SetID: idAllowed, Invert: true})
+		e = append(e, &expr.Lookup{SourceRegister: 1, SetName: allowed, SetID: aid, Invert: true})
 	}
 	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// ifname is an interface name as the kernel keys it: NUL-padded to IFNAMSIZ.
+func ifname(n string) []byte {
+	b := make([]byte, 16)
+	copy(b, n)
+	return b
 }
 
 // describe renders a rule's expressions in a canonical text, so that rules

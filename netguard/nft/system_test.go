@@ -133,6 +133,15 @@ func TestBlockedVMSendsAndReceivesNothing(t *testing.T) {
 	if f := atVM.received(toMAC(vm.vif.MAC)); len(f) > 0 {
 		t.Errorf("blocked VM received %d frames addressed to it, first ethertype %#04x", len(f), etherType(f[0]))
 	}
+	// Not even the outside's broadcasts (its ARP requests for the VM's
+	// address): they are stopped at the VM's port.
+	if f := atVM.received(fromMAC(outMAC)); len(f) > 0 {
+		t.Errorf("blocked VM received %d frames from the outside, first to %x ethertype %#04x", len(f), f[0][:6], etherType(f[0]))
+	}
+	expect(t, reach{"arping from outside", func(ctx context.Context) bool { return arpings(ctx, l.out, vm.ip4.String()) }, false})
+	if f := atVM.received(fromMAC(outMAC)); len(f) > 0 {
+		t.Errorf("blocked VM received %d frames (broadcast ARP?) from the outside, first to %x ethertype %#04x", len(f), f[0][:6], etherType(f[0]))
+	}
 	// The sniffers work: the outside's own frames to the VM were sent, and
 	// after unblocking they arrive.
 	if err := l.guard().Apply(testCtx(t), rules(l.vms, true)); err != nil {
@@ -142,6 +151,10 @@ func TestBlockedVMSendsAndReceivesNothing(t *testing.T) {
 	expect(t, reach{"unicast ping from outside", func(ctx context.Context) bool { return pings(ctx, l.out, vm.ip4.String()) }, true})
 	if f := atVM.received(toMAC(vm.vif.MAC)); len(f) == 0 {
 		t.Error("VM received nothing addressed to it after unblocking: the sniffer is blind, the test proves nothing")
+	}
+	expect(t, reach{"arping from outside", func(ctx context.Context) bool { return arpings(ctx, l.out, vm.ip4.String()) }, true})
+	if f := atVM.received(func(f []byte) bool { return fromMAC(outMAC)(f) && etherType(f) == 0x0806 }); len(f) == 0 {
+		t.Error("VM received no ARP from the outside after unblocking: the sniffer is blind to broadcasts")
 	}
 }
 
