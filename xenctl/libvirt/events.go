@@ -153,7 +153,7 @@ func (h *Hypervisor) lifecycle(r *raw) (xenctl.Event, bool) {
 		if err == nil && got.UUID == r.uuid {
 			d.MemoryKiB, d.VCPUs, d.Persistent = got.MemoryKiB, got.VCPUs, got.Persistent
 			if !known {
-				d.State, d.Reason = got.State, got.Reason
+				d.State = got.State
 			}
 		} else if !known {
 			d.State = xenctl.StateShutoff

@@ -89,6 +89,10 @@ var eventDetails = map[int][]string{
 	evCrashed:     {"panicked", "crashloaded"},
 }
 
+// definedAdded is the DEFINED detail for a new definition, which starts shut
+// off.
+const definedAdded = 0
+
 // stoppedCrashed is the STOPPED detail for a guest that crashed and was
 // destroyed by its on_crash action.
 const stoppedCrashed = 2
@@ -96,7 +100,8 @@ const stoppedCrashed = 2
 // mapEvent converts a libvirt lifecycle event. ok is false for events xenha
 // does not report: SHUTDOWN says the guest finished shutting down, and the
 // STOPPED event that follows carries the news. known is false when the state
-// after the event cannot be told from the event alone (DEFINED, UNDEFINED).
+// after the event cannot be told from the event alone (a redefinition,
+// UNDEFINED); the caller looks it up.
 func mapEvent(event, detail int) (kind xenctl.EventKind, state xenctl.State, reason string, known, ok bool) {
 	if names := eventDetails[event]; detail >= 0 && detail < len(names) {
 		reason = names[detail]
@@ -105,6 +110,9 @@ func mapEvent(event, detail int) (kind xenctl.EventKind, state xenctl.State, rea
 	}
 	switch event {
 	case evDefined:
+		if detail == definedAdded {
+			return xenctl.EventDefined, xenctl.StateShutoff, reason, true, true
+		}
 		return xenctl.EventDefined, xenctl.StateUnknown, reason, false, true
 	case evUndefined:
 		return xenctl.EventUndefined, xenctl.StateUnknown, reason, false, true

@@ -86,7 +86,8 @@ func TestMapEvent(t *testing.T) {
 		reason        string
 		ok            bool
 	}{
-		{evDefined, 0, xenctl.EventDefined, xenctl.StateUnknown, "added", true},
+		{evDefined, 0, xenctl.EventDefined, xenctl.StateShutoff, "added", true},
+		{evDefined, 1, xenctl.EventDefined, xenctl.StateUnknown, "updated", true},
 		{evUndefined, 0, xenctl.EventUndefined, xenctl.StateUnknown, "removed", true},
 		{evStarted, 1, xenctl.EventStarted, xenctl.StateRunning, "migrated", true},
 		{evSuspended, 1, xenctl.EventSuspended, xenctl.StatePaused, "migrated", true},
