@@ -1,0 +1,194 @@
+package hatest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xenha/xenha/ha"
+)
+
+// Invariants samples the world continuously while a test runs and records
+// every violation of xenha's safety rules (DESIGN §4):
+//
+//   - single runner: a VM's domain is active on at most one host;
+//   - fence before recover: when a VM starts running on a host other than
+//     the one it last ran on, and that host is powered off, a fence record
+//     for that host at (at least) the epoch it ran the VM under is committed;
+//   - single network owner: a VM's MACs pass the guard of at most one
+//     powered-on host.
+//
+// Start it with World.CheckInvariants; it stops and reports when the test
+// ends.
+type Invariants struct {
+	w    *World
+	stop chan struct{}
+	done chan struct{}
+
+	mu         sync.Mutex
+	violations []string
+	samples    int
+	last       map[string]runAt // VM → where it last ran
+}
+
+type runAt struct {
+	host  string
+	epoch uint64
+}
+
+// CheckInvariants starts the checker; the test fails at its end if any
+// sample broke a rule.
+func (w *World) CheckInvariants(t interface {
+	Cleanup(func())
+	Errorf(string, ...any)
+	Logf(string, ...any)
+	Helper()
+}) *Invariants {
+	inv := &Invariants{w: w, stop: make(chan struct{}), done: make(chan struct{}), last: map[string]runAt{}}
+	go inv.run()
+	t.Cleanup(func() {
+		inv.Stop()
+		if v := inv.Violations(); len(v) > 0 {
+			t.Errorf("hatest: %d invariant violations in %d samples; first ones:\n%s", len(v), inv.Samples(), fmt.Sprint(v[:min(len(v), 10)]))
+		} else {
+			t.Logf("hatest: invariants held in %d samples", inv.Samples())
+		}
+	})
+	return inv
+}
+
+// Stop ends sampling (idempotent).
+func (inv *Invariants) Stop() {
+	select {
+	case <-inv.stop:
+	default:
+		close(inv.stop)
+	}
+	<-inv.done
+}
+
+// Violations returns what was found so far.
+func (inv *Invariants) Violations() []string {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return slices.Clone(inv.violations)
+}
+
+// Samples is how many samples were taken.
+func (inv *Invariants) Samples() int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.samples
+}
+
+func (inv *Invariants) run() {
+	defer close(inv.done)
+	for {
+		select {
+		case <-inv.stop:
+			return
+		default:
+		}
+		inv.sample()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (inv *Invariants) fail(format string, args ...any) {
+	inv.violations = append(inv.violations, fmt.Sprintf(time.Now().Format("15:04:05.000 ")+format, args...))
+}
+
+func (inv *Invariants) sample() {
+	w := inv.w
+	s := w.freshestState()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.samples++
+	for _, vm := range w.Hyper.DoubleRunners() {
+		inv.fail("single runner: VM %s is active on %v", vm, w.Hyper.Running(vm))
+	}
+	if s == nil {
+		return
+	}
+	for name, vm := range s.VMs {
+		on := w.Hyper.Running(name)
+		if len(on) != 1 {
+			continue
+		}
+		host := on[0]
+		prev, seen := inv.last[name]
+		if seen && prev.host != host && w.Killed(prev.host) && !fencedAt(s, prev.host, prev.epoch) &&
+			!fencedAt(w.freshestState(), prev.host, prev.epoch) { // the first read may predate the start
+			inv.fail("fence before recover: VM %s runs on %s after %s (epoch %d) died, with no fence record for %s at epoch >= %d",
+				name, host, prev.host, prev.epoch, prev.host, prev.epoch)
+		}
+		epoch := prev.epoch
+		if vm.Host == host {
+			epoch = vm.OwnerEpoch
+		} else if !seen || prev.host != host {
+			if h := s.Hosts[host]; h != nil {
+				epoch = h.Epoch
+			}
+		}
+		inv.last[name] = runAt{host: host, epoch: epoch}
+		for _, m := range vm.Spec.MACs {
+			mac, err := net.ParseMAC(m)
+			if err != nil {
+				continue
+			}
+			var owners []string
+			for _, id := range w.hostIDs() {
+				h := w.Host(id)
+				if h.Guard == nil || w.Killed(id) {
+					continue
+				}
+				if allowed, guarded := h.Guard.State().Allowed(mac); allowed && guarded {
+					owners = append(owners, id)
+				}
+			}
+			if len(owners) > 1 {
+				inv.fail("single network owner: VM %s MAC %s passes on %v", name, m, owners)
+			}
+		}
+	}
+}
+
+// fencedAt reports whether s holds a fence record for host at epoch or later.
+func fencedAt(s *ha.State, host string, epoch uint64) bool {
+	for _, f := range s.Fences {
+		if f.Host == host && f.Epoch >= epoch {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *World) hostIDs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Sorted(mapKeys(w.hosts))
+}
+
+// freshestState reads every running member and returns the state with the
+// highest applied index, so that a committed fence record is seen as soon
+// as any member applied it.
+func (w *World) freshestState() *ha.State {
+	var best *ha.State
+	for _, i := range w.Running() {
+		m := w.Member(i)
+		if m == nil {
+			continue
+		}
+		s, err := m.State(context.Background(), ha.Stale)
+		if err != nil || s == nil {
+			continue
+		}
+		if best == nil || s.Index > best.Index {
+			best = s
+		}
+	}
+	return best
+}
