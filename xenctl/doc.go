@@ -20,4 +20,13 @@
 //
 // Optional capabilities are separate interfaces found by type assertion:
 // [Migrator] for live migration and [Watcher] for lifecycle events.
+//
+// # Domain definitions
+//
+// [ParseDomainXML] validates a libvirt domain definition in pure Go and
+// extracts its [Spec] (identity, size, MACs, required CPU model and features).
+// Implementations use it to reject bad definitions with [ErrInvalidDomain]
+// before they reach a hypervisor; xenha uses it to learn a VM's size and
+// network identities. Every HA domain needs a fixed UUID: it is the VM's
+// identity on every host it may run on.
 package xenctl

@@ -171,6 +171,16 @@ func TestQEMUTwoHosts(t *testing.T) {
 	evA, evB := record(t, ha), record(t, hb)
 	xml := guestXML(guestName, guestUUID, kernel, console, "")
 
+	// Host facts come from each daemon (each has its own UTS namespace).
+	info, err := ha.HostInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Hostname != a.name || info.Hypervisor != "QEMU" || info.CPUs < 1 || info.MemoryKiB == 0 ||
+		info.FreeMemoryKiB > info.MemoryKiB || !strings.HasPrefix(info.CPUXML, "<cpu>") {
+		t.Errorf("HostInfo of a = %+v", info)
+	}
+
 	// Boot on a and see the guest print.
 	if _, err := ha.Define(ctx, xml); err != nil {
 		t.Fatal(err)
@@ -202,6 +212,23 @@ func TestQEMUTwoHosts(t *testing.T) {
 		}
 		size = consoleGrows(t, console, size) // it executes after the move
 	}
+	// A migration cancelled mid-copy (throttled to 1 MiB/s, so the 16 MiB
+	// guest takes seconds) is aborted and leaves the guest where it was.
+	cctx, ccancel := context.WithCancel(ctx)
+	err = ha.Migrate(cctx, guestName, xenctl.MigrateOptions{URI: b.uri, Address: "tcp://127.0.0.1", Persist: true, BandwidthMiBs: 1},
+		func(p xenctl.MigrationProgress) {
+			if p.DataTotal > 0 {
+				ccancel()
+			}
+		})
+	ccancel()
+	if !errors.Is(err, xenctl.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled migration = %v; want ErrUnavailable and context.Canceled", err)
+	}
+	wantOn(t, ctx, ha, a.name, xenctl.StateRunning)
+	wantAbsentOrOff(t, ctx, hb, b.name)
+	size = consoleGrows(t, console, size)
+
 	stopped := evA.waitFor(t, 0, xenctl.EventStopped, guestName)
 	if stopped.Domain.Reason != "migrated" {
 		t.Errorf("a's first stop event has reason %q, want migrated", stopped.Domain.Reason)
