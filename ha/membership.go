@@ -351,6 +351,9 @@ type Member struct {
 	ID    string
 	Addr  string
 	Voter bool
+	// Reachable is false when this member, as leader, sees the member's
+	// heartbeats fail. Followers do not track it and report true.
+	Reachable bool
 }
 
 // Members lists the Raft configuration as this member last learned it,
@@ -362,7 +365,8 @@ func (c *Cluster) Members() ([]Member, error) {
 	}
 	out := make([]Member, 0, len(cfg.Servers))
 	for _, s := range cfg.Servers {
-		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter,
+			Reachable: string(s.ID) == c.cfg.ID || c.peers.alive(string(s.ID))})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil

@@ -260,6 +260,22 @@ func (m *mux) handle(raw net.Conn) {
 	_ = raw.SetDeadline(time.Now().Add(helloTimeout))
 	conn := raw
 	if m.sec != nil {
+		// A plaintext peer's hello starts with a stream byte, a TLS one with
+		// a handshake record (22): tell the former why it is refused.
+		var first [1]byte
+		if _, err := io.ReadFull(raw, first[:]); err != nil {
+			raw.Close()
+			return
+		}
+		raw = &prefixConn{Conn: raw, prefix: first[:]}
+		if first[0] == streamRaft || first[0] == streamRPC {
+			err := fmt.Errorf("%w: member %s requires mutual TLS, and the peer connected in plaintext: give it a TLS config (ha/pki) instead of Insecure", ErrBadCertificate, m.self)
+			m.log("refused plaintext connection", "remote", raw.RemoteAddr())
+			_, _, _ = readStrings(raw, 2)
+			_ = writeStrings(raw, helloRefused, m.self, fmt.Sprint(errCode(err)), err.Error())
+			raw.Close()
+			return
+		}
 		tc := tls.Server(raw, m.sec.serverConfig())
 		if err := tc.Handshake(); err != nil {
 			m.log("refused connection: TLS handshake failed", "remote", raw.RemoteAddr(), "err", err)
@@ -285,6 +301,11 @@ func (m *mux) handle(raw net.Conn) {
 			ErrWrongCluster, from, cluster, m.self, m.clusterID))
 		return
 	case stream != streamRaft && stream != streamRPC:
+		if m.sec == nil && stream == 22 {
+			m.log("refused TLS connection: this member runs Insecure", "remote", raw.RemoteAddr())
+			conn.Close()
+			return
+		}
 		refuse(fmt.Errorf("ha: unknown stream type %q", stream))
 		return
 	}
@@ -306,4 +327,19 @@ func (m *mux) handle(raw net.Conn) {
 	case <-m.closed:
 		conn.Close()
 	}
+}
+
+// prefixConn gives back bytes already read from a connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }
