@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -171,15 +172,52 @@ func (rs *ruleset) queue(c *nftables.Conn) error {
 	return nil
 }
 
+// readAttempts bounds how often Current re-reads a table that another
+// process keeps changing under it.
+const readAttempts = 32
+
 // Current reads the state in force back from the kernel. With no table, it
 // is the empty state (nothing guarded). A table changed by something other
-// than a Guard is reported as ErrUnavailable rather than guessed at.
+// than a Guard is reported as ErrUnavailable rather than guessed at. The
+// read is consistent: if a batch lands while it reads, it reads again.
 func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return netguard.State{}, fmt.Errorf("nft: read table bridge %s: %w", g.table, err)
+	for attempt := range readAttempts {
+		if err := ctx.Err(); err != nil {
+			return netguard.State{}, fmt.Errorf("nft: read table bridge %s: %w", g.table, err)
+		}
+		if g.dial != nil { // recorded conn: no kernel, no generations
+			return g.read()
+		}
+		before, err := g.generation()
+		if err != nil {
+			return netguard.State{}, g.unavailable("read ruleset generation", err)
+		}
+		// A read that spans a commit can look inconsistent (say, port sets
+		// of the new state beside MACs of the old): only a read within one
+		// generation is judged, error or not.
+		s, rerr := g.read()
+		after, err := g.generation()
+		if err != nil {
+			return netguard.State{}, g.unavailable("read ruleset generation", err)
+		}
+		if before == after {
+			return s, rerr
+		}
+		g.log.DebugContext(ctx, "netguard: ruleset changed while reading, reading again", "table", g.table)
+		// Back off a little, so that a busy writer lets a read through.
+		select {
+		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
+	return netguard.State{}, fmt.Errorf("%w: nft: table bridge %s: the ruleset changed during each of %d reads; something commits batches non-stop",
+		netguard.ErrUnavailable, g.table, readAttempts)
+}
+
+// read reads the table once; see Current.
+func (g *Guard) read() (netguard.State, error) {
 	c, err := g.conn()
 	if err != nil {
 		return netguard.State{}, g.unavailable("open netlink", err)
@@ -203,7 +241,7 @@ func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
 	}
 	mode, err := modeOf(rules)
 	if err != nil {
-		return netguard.State{}, g.unavailable("read", err)
+		return netguard.State{}, g.unreadable(err)
 	}
 	var elems [4][]nftables.SetElement
 	for i, name := range []string{setGuarded, setAllowed, setGPorts, setAPorts} {
@@ -217,17 +255,17 @@ func (g *Guard) Current(ctx context.Context) (netguard.State, error) {
 	}
 	s, err := stateOf(mode, elems[0], elems[1])
 	if err != nil {
-		return netguard.State{}, g.unavailable("read", err)
+		return netguard.State{}, g.unreadable(err)
 	}
 	// The port sets follow from the MACs' metadata; if they do not, the
 	// state in force is not the one read (someone edited them).
 	want, err := build(g.table, s)
 	if err != nil {
-		return netguard.State{}, g.unavailable("read", err)
+		return netguard.State{}, g.unreadable(err)
 	}
 	for i, name := range []string{setGPorts, setAPorts} {
 		if !sameKeys(elems[2+i], want.elems[2+i]) {
-			return netguard.State{}, g.unavailable("read", fmt.Errorf("set %s does not match the ports of the guarded VIFs (edited by hand?)", name))
+			return netguard.State{}, g.unreadable(fmt.Errorf("set %s does not match the ports of the guarded VIFs (edited by hand?)", name))
 		}
 	}
 	return s, nil
@@ -243,6 +281,11 @@ func sameKeys(a, b []nftables.SetElement) bool {
 		return out
 	}
 	return slices.Equal(keys(a), keys(b))
+}
+
+// unreadable reports a table whose content is not what a Guard writes.
+func (g *Guard) unreadable(err error) error {
+	return fmt.Errorf("%w: nft: table bridge %s: %w; Apply the desired state to rebuild it", netguard.ErrUnavailable, g.table, err)
 }
 
 func (g *Guard) unavailable(what string, err error) error {

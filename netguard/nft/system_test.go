@@ -328,3 +328,60 @@ func TestCurrentWithoutTable(t *testing.T) {
 		t.Errorf("Current without a table = %+v, want the empty state", got)
 	}
 }
+
+// TestConcurrentGuardsStayAtomic: two guards (as two processes would, each
+// with its own netlink sockets) keep replacing each other's state while a
+// third reads. Every read is one of the two states, whole: never a mix, never
+// an error.
+func TestConcurrentGuardsStayAtomic(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 0)
+	a := manyVIFs(200, false)
+	b := manyVIFs(200, true)
+	b.Mode = netguard.AllowAll
+	for i := range b.Rules {
+		b.Rules[i].VIF.VM += "-b"
+	}
+	ctx := testCtx(t)
+	if err := l.guard().Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range []netguard.State{a, b} {
+		g := l.guard()
+		wg.Go(func() {
+			for range 15 {
+				if err := g.Apply(ctx, s); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(2 * time.Millisecond) // a failover storm, not a tight loop
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	reader := l.guard()
+	reads := 0
+	defer func() { <-done }() // writers report through t: let them finish first
+	for {
+		select {
+		case <-done:
+			if reads == 0 {
+				t.Error("the reader never read while the writers ran")
+			}
+			return
+		default:
+		}
+		got, err := reader.Current(ctx)
+		if err != nil {
+			t.Errorf("Current while writers run: %v", err)
+			return
+		}
+		if !netguardtest.Equal(got, a) && !netguardtest.Equal(got, b) {
+			t.Errorf("read a state that is neither written state: vs a: %s; vs b: %s", netguardtest.Diff(got, a), netguardtest.Diff(got, b))
+			return
+		}
+		reads++
+	}
+}
