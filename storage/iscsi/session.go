@@ -46,6 +46,9 @@ func dial(ctx context.Context, portal, initiator string) (*conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("iscsi: connect to portal %s: %w: %w", addr, storage.ErrUnreachable, ctx.Err())
+		}
 		return nil, fmt.Errorf("iscsi: connect to portal %s: %w (%v); check the target is running and the portal address", addr, storage.ErrUnreachable, err)
 	}
 	c := &conn{nc: nc, portal: addr, initiator: initiator, nextITT: 1, cmdSN: 1}
@@ -87,7 +90,10 @@ func (c *conn) close() {
 // caller can branch on: a deadline or a dropped connection means the target
 // did not answer.
 func (c *conn) wireErr(ctx context.Context, step string, err error) error {
-	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	if ctx.Err() != nil {
+		return fmt.Errorf("iscsi: %s with %s: no answer in time: %w: %w", step, c.portal, storage.ErrUnreachable, ctx.Err())
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("iscsi: %s with %s: no answer in time: %w", step, c.portal, storage.ErrUnreachable)
 	}
 	if errors.Is(err, ErrMalformedPDU) {

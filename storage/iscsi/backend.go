@@ -1,0 +1,309 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/run"
+)
+
+// Kind is the Volume.Kind this backend serves.
+const Kind = "iscsi"
+
+// Volume parameters (storage.Volume.Params).
+const (
+	// ParamPortal is the target's portal, "host" or "host:port" (3260).
+	ParamPortal = "portal"
+	// ParamIQN is the target name.
+	ParamIQN = "iqn"
+	// ParamLUN is the logical unit number, 0 to 16383.
+	ParamLUN = "lun"
+)
+
+// Mode says how a Backend makes a volume usable.
+type Mode int
+
+const (
+	// NetworkDisk leaves the login to QEMU: Attach probes the target and
+	// returns a network Source (libvirt <disk type='network'
+	// protocol='iscsi'>). Nothing is logged in on the host.
+	NetworkDisk Mode = iota
+	// HostLogin logs the host in with iscsiadm, fences older writers with a
+	// SCSI-3 persistent reservation keyed by the volume generation
+	// (sg_persist), and returns the block device.
+	HostLogin
+)
+
+func (m Mode) String() string {
+	if m == HostLogin {
+		return "host-login"
+	}
+	return "network-disk"
+}
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithMode selects NetworkDisk (the default) or HostLogin.
+func WithMode(m Mode) Option { return func(b *Backend) { b.mode = m } }
+
+// WithRunner replaces the runner of host tools (iscsiadm, sg_persist), for
+// tests that replay recorded output. The default runs them on this host.
+func WithRunner(r run.Runner) Option { return func(b *Backend) { b.runner = r } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(b *Backend) { b.log = l } }
+
+// WithProbe sets options for the pure-Go probe that Health and NetworkDisk
+// attaches use (initiator name, timeout).
+func WithProbe(opts ...ProbeOption) Option {
+	return func(b *Backend) { b.probe = append(b.probe, opts...) }
+}
+
+// WithDeviceWait bounds how long a HostLogin attach waits for the kernel to
+// create the LUN's disk after login (default 10s).
+func WithDeviceWait(d time.Duration) Option { return func(b *Backend) { b.deviceWait = d } }
+
+// Backend attaches iSCSI volumes on one host. It is safe for concurrent use;
+// operations on one volume are serialized.
+type Backend struct {
+	host       string
+	mode       Mode
+	runner     run.Runner
+	log        *slog.Logger
+	probe      []ProbeOption
+	deviceWait time.Duration
+
+	mu      sync.Mutex
+	vols    map[string]*volState
+	running map[string]*sync.Mutex
+}
+
+// volState is what this host knows of one volume.
+type volState struct {
+	// highest is the highest generation this host has been asked to attach;
+	// anything lower is an old writer's request.
+	highest  uint64
+	attached bool
+	gen      uint64
+	src      storage.Source
+}
+
+// New returns a Backend for host (its name in errors and logs).
+func New(host string, opts ...Option) *Backend {
+	b := &Backend{
+		host:       host,
+		runner:     &run.Exec{},
+		log:        slog.New(slog.DiscardHandler),
+		deviceWait: 10 * time.Second,
+		vols:       map[string]*volState{},
+		running:    map[string]*sync.Mutex{},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// target is a parsed volume.
+type target struct {
+	portal string // host:port
+	iqn    string
+	lun    int
+}
+
+func parseVolume(vol storage.Volume) (target, error) {
+	if vol.ID == "" {
+		return target{}, fmt.Errorf("volume has no ID: %w", storage.ErrInvalidVolume)
+	}
+	if vol.Kind != "" && vol.Kind != Kind {
+		return target{}, fmt.Errorf("volume kind %q is not %q: %w", vol.Kind, Kind, storage.ErrInvalidVolume)
+	}
+	var t target
+	var err error
+	if t.portal, err = portalAddr(vol.Params[ParamPortal]); err != nil {
+		return target{}, fmt.Errorf("parameter %q: %w", ParamPortal, err)
+	}
+	t.iqn = vol.Params[ParamIQN]
+	if !validIQN(t.iqn) {
+		return target{}, fmt.Errorf("parameter %q = %q is not an iqn./eui./naa. name: %w", ParamIQN, t.iqn, storage.ErrInvalidVolume)
+	}
+	lun, ok := vol.Params[ParamLUN]
+	if !ok {
+		return target{}, fmt.Errorf("parameter %q missing (LUN 0 is often the target's controller, so there is no default): %w", ParamLUN, storage.ErrInvalidVolume)
+	}
+	t.lun, err = strconv.Atoi(lun)
+	if err != nil || t.lun < 0 || t.lun > 16383 {
+		return target{}, fmt.Errorf("parameter %q = %q is not a LUN 0..16383: %w", ParamLUN, lun, storage.ErrInvalidVolume)
+	}
+	return t, nil
+}
+
+// validIQN accepts the three iSCSI name formats and refuses anything that
+// could be mistaken for a command-line switch or break a URL.
+func validIQN(s string) bool {
+	if len(s) < 5 || len(s) > 223 {
+		return false
+	}
+	if !strings.HasPrefix(s, "iqn.") && !strings.HasPrefix(s, "eui.") && !strings.HasPrefix(s, "naa.") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-:", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Backend) fail(vol storage.Volume, op string, err error) error {
+	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
+}
+
+// lockVolume serializes operations on one volume id.
+func (b *Backend) lockVolume(id string) func() {
+	b.mu.Lock()
+	m, ok := b.running[id]
+	if !ok {
+		m = &sync.Mutex{}
+		b.running[id] = m
+	}
+	b.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (b *Backend) state(id string) *volState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.vols[id]
+	if !ok {
+		s = &volState{}
+		b.vols[id] = s
+	}
+	return s
+}
+
+// networkSource is the libvirt network disk for t.
+func networkSource(t target) storage.Source {
+	host, port, _ := net.SplitHostPort(t.portal)
+	p, _ := strconv.Atoi(port)
+	return storage.Source{
+		Type:     storage.SourceNetwork,
+		Protocol: "iscsi",
+		Name:     t.iqn + "/" + strconv.Itoa(t.lun),
+		Hosts:    []storage.HostPort{{Host: host, Port: p}},
+	}
+}
+
+// Attach makes vol usable on this host at vol.Generation. A generation lower
+// than one this host has seen is storage.ErrStaleGeneration; attaching again
+// at the attached generation returns the same source. In HostLogin mode the
+// storage itself also refuses older writers (see the package documentation).
+func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Source, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Source{}, b.fail(vol, "attach", err)
+	}
+	t, err := parseVolume(vol)
+	if err != nil {
+		return storage.Source{}, b.fail(vol, "attach", err)
+	}
+	unlock := b.lockVolume(vol.ID)
+	defer unlock()
+	st := b.state(vol.ID)
+	if vol.Generation < st.highest {
+		return storage.Source{}, b.fail(vol, "attach", fmt.Errorf("generation %d is older than generation %d seen on this host; a newer writer owns the volume, do not write: %w", vol.Generation, st.highest, storage.ErrStaleGeneration))
+	}
+	if st.attached && st.gen == vol.Generation {
+		return st.src, nil
+	}
+	var src storage.Source
+	switch b.mode {
+	case HostLogin:
+		src, err = b.attachHost(ctx, vol, t)
+	default:
+		src, err = b.attachNetwork(ctx, t)
+	}
+	if err != nil {
+		op := "attach"
+		var oe *opError
+		if errors.As(err, &oe) {
+			op = oe.op
+		}
+		return storage.Source{}, b.fail(vol, op, err)
+	}
+	st.highest, st.attached, st.gen, st.src = vol.Generation, true, vol.Generation, src
+	b.log.LogAttrs(ctx, slog.LevelInfo, "iscsi volume attached", slog.String("volume", vol.ID),
+		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
+	return src, nil
+}
+
+// attachNetwork proves QEMU will find the disk (the portal answers, the
+// target admits us, the LUN serves commands) before handing out the source:
+// a VM started on a dead path fails later and less clearly.
+func (b *Backend) attachNetwork(ctx context.Context, t target) (storage.Source, error) {
+	if _, err := ReadCapacity(ctx, t.portal, t.iqn, t.lun, b.probe...); err != nil {
+		return storage.Source{}, &opError{op: "probe", err: err}
+	}
+	return networkSource(t), nil
+}
+
+// opError names the step of an attach that failed, for storage.Error.Op.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string { return e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
+// Detach releases vol on this host: in HostLogin mode it drops this host's
+// reservation key and logs out. Detaching a detached volume is not an error,
+// and neither is detaching after another host preempted this one.
+func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
+	if err := ctx.Err(); err != nil {
+		return b.fail(vol, "detach", err)
+	}
+	unlock := b.lockVolume(vol.ID)
+	defer unlock()
+	st := b.state(vol.ID)
+	if !st.attached {
+		return nil
+	}
+	if b.mode == HostLogin {
+		t, err := parseVolume(vol)
+		if err != nil {
+			return b.fail(vol, "detach", err)
+		}
+		if err := b.detachHost(ctx, t, st); err != nil {
+			return b.fail(vol, "detach", err)
+		}
+	}
+	st.attached = false
+	st.src = storage.Source{}
+	return nil
+}
+
+// Health logs in to the target with the pure-Go probe and reads the LUN's
+// capacity. It needs no initiator on the host and attaches nothing.
+func (b *Backend) Health(ctx context.Context, vol storage.Volume) error {
+	if err := ctx.Err(); err != nil {
+		return b.fail(vol, "probe", err)
+	}
+	t, err := parseVolume(vol)
+	if err != nil {
+		return b.fail(vol, "probe", err)
+	}
+	if _, err := ReadCapacity(ctx, t.portal, t.iqn, t.lun, b.probe...); err != nil {
+		return b.fail(vol, "probe", err)
+	}
+	return nil
+}
