@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/netguard"
 )
 
 // Invariants samples the world continuously while a test runs and records
@@ -32,6 +33,7 @@ type Invariants struct {
 	violations []string
 	samples    int
 	last       map[string]runAt // VM → where it last ran
+	state      *ha.State        // the freshest replicated state read
 }
 
 type runAt struct {
@@ -103,49 +105,66 @@ func (inv *Invariants) fail(format string, args ...any) {
 
 func (inv *Invariants) sample() {
 	w := inv.w
-	s := w.freshestState()
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.samples++
+	// The hypervisors and guards are read on every sample (cheap); the
+	// replicated state only every few samples and whenever a VM moved.
+	if inv.state == nil || inv.samples%20 == 0 {
+		if s := w.freshestState(); s != nil {
+			inv.state = s
+		}
+	}
 	for _, vm := range w.Hyper.DoubleRunners() {
 		inv.fail("single runner: VM %s is active on %v", vm, w.Hyper.Running(vm))
 	}
+	s := inv.state
 	if s == nil {
 		return
 	}
-	for name, vm := range s.VMs {
+	guards := map[string]netguard.State{}
+	for _, id := range w.hostIDs() {
+		if h := w.Host(id); h.Guard != nil && !w.Killed(id) {
+			guards[id] = h.Guard.State()
+		}
+	}
+	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
+		vm := s.VMs[name]
 		on := w.Hyper.Running(name)
-		if len(on) != 1 {
+		if len(on) == 1 {
+			host := on[0]
+			prev, seen := inv.last[name]
+			if seen && prev.host != host {
+				if fresh := w.freshestState(); fresh != nil && fresh.Index > s.Index {
+					inv.state, s = fresh, fresh
+					vm = s.VMs[name]
+				}
+				if w.Killed(prev.host) && !fencedAt(s, prev.host, prev.epoch) {
+					inv.fail("fence before recover: VM %s runs on %s after %s (epoch %d) died, with no fence record for %s at epoch >= %d",
+						name, host, prev.host, prev.epoch, prev.host, prev.epoch)
+				}
+			}
+			epoch := prev.epoch
+			if vm != nil && vm.Host == host {
+				epoch = vm.OwnerEpoch
+			} else if !seen || prev.host != host {
+				if h := s.Hosts[host]; h != nil {
+					epoch = h.Epoch
+				}
+			}
+			inv.last[name] = runAt{host: host, epoch: epoch}
+		}
+		if vm == nil {
 			continue
 		}
-		host := on[0]
-		prev, seen := inv.last[name]
-		if seen && prev.host != host && w.Killed(prev.host) && !fencedAt(s, prev.host, prev.epoch) &&
-			!fencedAt(w.freshestState(), prev.host, prev.epoch) { // the first read may predate the start
-			inv.fail("fence before recover: VM %s runs on %s after %s (epoch %d) died, with no fence record for %s at epoch >= %d",
-				name, host, prev.host, prev.epoch, prev.host, prev.epoch)
-		}
-		epoch := prev.epoch
-		if vm.Host == host {
-			epoch = vm.OwnerEpoch
-		} else if !seen || prev.host != host {
-			if h := s.Hosts[host]; h != nil {
-				epoch = h.Epoch
-			}
-		}
-		inv.last[name] = runAt{host: host, epoch: epoch}
 		for _, m := range vm.Spec.MACs {
 			mac, err := net.ParseMAC(m)
 			if err != nil {
 				continue
 			}
 			var owners []string
-			for _, id := range w.hostIDs() {
-				h := w.Host(id)
-				if h.Guard == nil || w.Killed(id) {
-					continue
-				}
-				if allowed, guarded := h.Guard.State().Allowed(mac); allowed && guarded {
+			for _, id := range slices.Sorted(mapKeys(guards)) {
+				if allowed, guarded := guards[id].Allowed(mac); allowed && guarded {
 					owners = append(owners, id)
 				}
 			}
