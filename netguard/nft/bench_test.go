@@ -96,3 +96,20 @@ func BenchmarkSwitch1000VIFs(b *testing.B) {
 		b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), fmt.Sprintf("ms/switch-%d", n))
 	})
 }
+
+// BenchmarkCurrent1000VIFs: reading back a 1,000-VIF table (what a
+// controller does to reconcile after a restart).
+func BenchmarkCurrent1000VIFs(b *testing.B) {
+	l := newLab(b, 0)
+	g := l.guard()
+	if err := g.Apply(b.Context(), manyVIFs(benchVIFs, true)); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for b.Loop() {
+		if _, err := g.Current(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1e3/float64(b.N), "ms/current-1000")
+}
