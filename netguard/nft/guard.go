@@ -48,8 +48,9 @@ type Guard struct {
 // Option configures a Guard.
 type Option func(*Guard)
 
-// WithTable names the table (default [DefaultTable]). Guards of different
-// bridges on one host need different tables.
+// WithTable names the table (default [DefaultTable]). Two guards on one host
+// (one per bridge, say) need different tables; each drops only the MACs it
+// guards, and a frame dropped by either is dropped.
 func WithTable(name string) Option { return func(g *Guard) { g.table = name } }
 
 // WithBridge names the bridge the guard's VIFs are on: announcements are sent
@@ -68,9 +69,12 @@ func WithLogger(l *slog.Logger) Option { return func(g *Guard) { g.log = l } }
 // New returns a guard. Its rules match guarded MACs on every bridge of the
 // host: scoping them to one bridge would need the kernel's nft_meta_bridge,
 // which is often not built (it is not on xenha's CI kernel), and a guarded
-// VM's MAC is unique on a host anyway. It does no I/O: in particular it leaves whatever table
-// a previous process left in force, so a restart never opens blocked
-// traffic. The first [Guard.Apply] replaces that state.
+// VM's MAC is unique on a host anyway.
+//
+// New does no I/O: in particular it leaves whatever table a previous process
+// left in force, so a restart never opens blocked traffic; the first
+// [Guard.Apply] replaces that state. A reboot does clear the table: a daemon
+// applies its state (BlockAll at the least) before it starts any VM.
 func New(opts ...Option) (*Guard, error) {
 	g := &Guard{table: DefaultTable, netns: -1, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
