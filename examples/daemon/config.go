@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xenha/xenha/ha"
+)
+
+// ErrConfig is wrapped by every error about the configuration file.
+var ErrConfig = errors.New("daemon: bad configuration")
+
+// maxConfigSize bounds the file: a host's configuration is a few KiB.
+const maxConfigSize = 1 << 20
+
+// File is the daemon's configuration file (JSON). Secrets are never in it:
+// the join token, TLS key and BMC passwords are named by file.
+type File struct {
+	// ID is this host's member ID (lower-case letters, digits, hyphens).
+	ID string `json:"id"`
+	// ClusterID names the pool.
+	ClusterID string `json:"cluster_id"`
+	// DataDir holds the Raft log and snapshots.
+	DataDir string `json:"data_dir"`
+	// Bind is the address members reach this host on, e.g. "198.18.0.1:7946".
+	Bind string `json:"bind"`
+	// Advertise is the address to announce when Bind is a wildcard.
+	Advertise string `json:"advertise,omitempty"`
+	// Role is "voter" (default), "nonvoter" or "witness".
+	Role string `json:"role,omitempty"`
+	// Bootstrap forms a new pool with this host as its first member. Set it
+	// on one host, once; the others Join.
+	Bootstrap bool `json:"bootstrap,omitempty"`
+	// Join lists members to join through, when the data directory is empty.
+	Join []string `json:"join,omitempty"`
+	// JoinTokenFile holds the pool's shared join token.
+	JoinTokenFile string `json:"join_token_file"`
+	// TLS names the PEM files of the member's mutual-TLS identity.
+	TLS TLSFiles `json:"tls"`
+	// Profile is "default" or "fastlan" (ha.DefaultConfig, ha.FastLAN).
+	Profile string `json:"profile,omitempty"`
+	// Timings override the profile's failure-handling timings.
+	Timings Timings `json:"timings,omitempty"`
+	// Hypervisor is the libvirt URI of this host, e.g. "xen:///system".
+	// Required unless Role is "witness".
+	Hypervisor string `json:"hypervisor,omitempty"`
+	// Fence maps every other host's ID to its fencing levels, tried in order.
+	Fence map[string][]FenceLevel `json:"fence,omitempty"`
+	// Netguard configures the nftables guard; omitted on a witness.
+	Netguard *Netguard `json:"netguard,omitempty"`
+	// Storage lists the volume kinds this host attaches: "nbd", "drbd".
+	Storage []string `json:"storage,omitempty"`
+}
+
+// TLSFiles are PEM file names.
+type TLSFiles struct {
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// Timings are optional overrides, as Go durations ("800ms", "9s").
+type Timings struct {
+	KeepAlive     Duration `json:"keepalive,omitempty"`
+	WarnTime      Duration `json:"warntime,omitempty"`
+	DeadTime      Duration `json:"deadtime,omitempty"`
+	InitDead      Duration `json:"initdead,omitempty"`
+	Lease         Duration `json:"lease,omitempty"`
+	ReassignAfter Duration `json:"reassign_after,omitempty"`
+}
+
+// FenceLevel is one rung of a host's fencing chain.
+type FenceLevel struct {
+	// Method is "ipmi".
+	Method string `json:"method"`
+	// Timeout bounds the level ("30s" if omitted).
+	Timeout Duration `json:"timeout,omitempty"`
+	// IPMI target.
+	Address      string `json:"address,omitempty"`
+	Port         int    `json:"port,omitempty"`
+	User         string `json:"user,omitempty"`
+	Interface    string `json:"interface,omitempty"` // "lanplus" (default) or "lan"
+	PasswordFile string `json:"password_file,omitempty"`
+}
+
+// Netguard configures netguard/nft.
+type Netguard struct {
+	Table  string `json:"table,omitempty"`  // default "xenha"
+	Bridge string `json:"bridge,omitempty"` // where announcements go
+}
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration time.Duration
+
+// UnmarshalJSON accepts "800ms", "9s", ...
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"800ms\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v", s, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// LoadFile reads and checks the configuration file at path.
+func LoadFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	defer f.Close()
+	cfg, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Decode reads a configuration, rejecting unknown fields, trailing data
+// and inconsistent settings with an error wrapping ErrConfig that names the
+// field to fix.
+func Decode(r io.Reader) (*File, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read: %v", ErrConfig, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrConfig, maxConfigSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrConfig, jsonError(data, err))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the configuration object", ErrConfig)
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// jsonError adds the line and column to a decoding error.
+func jsonError(data []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset - 1 // Offset counts the offending byte
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(data)) {
+		return err.Error()
+	}
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(data[:off], '\n')) // 1-based
+	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
+}
+
+func (f *File) check() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	if f.ID == "" {
+		return bad("id", "missing: name this host, e.g. \"xen-a\"")
+	}
+	if f.ClusterID == "" {
+		return bad("cluster_id", "missing: name the pool")
+	}
+	if f.DataDir == "" {
+		return bad("data_dir", "missing: give a directory for the Raft log, e.g. /var/lib/xenha")
+	}
+	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
+		return bad("bind", "%q is not host:port (%v)", f.Bind, err)
+	}
+	if f.Advertise != "" {
+		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
+			return bad("advertise", "%q is not host:port (%v)", f.Advertise, err)
+		}
+	}
+	role, err := parseRole(f.Role)
+	if err != nil {
+		return bad("role", "%v", err)
+	}
+	if f.Bootstrap && len(f.Join) > 0 {
+		return bad("bootstrap", "set together with join: bootstrap forms a new pool, join enters an existing one; choose one")
+	}
+	for i, a := range f.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad(fmt.Sprintf("join[%d]", i), "%q is not host:port (%v)", a, err)
+		}
+	}
+	if f.JoinTokenFile == "" {
+		return bad("join_token_file", "missing: name the file holding the pool's join token")
+	}
+	if f.TLS.CA == "" || f.TLS.Cert == "" || f.TLS.Key == "" {
+		return bad("tls", "ca, cert and key are all required (PEM files; ha/pki shows what they hold)")
+	}
+	if _, err := profile(f.Profile); err != nil {
+		return bad("profile", "%v", err)
+	}
+	if role == ha.RoleWitness {
+		if f.Hypervisor != "" || f.Netguard != nil || len(f.Storage) > 0 {
+			return bad("role", "a witness runs no VMs: remove hypervisor, netguard and storage")
+		}
+	} else if f.Hypervisor == "" {
+		return bad("hypervisor", "missing: give this host's libvirt URI, e.g. \"xen:///system\"")
+	}
+	hosts := make([]string, 0, len(f.Fence))
+	for h := range f.Fence {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		levels := f.Fence[h]
+		if len(levels) == 0 {
+			return bad("fence."+h, "no levels: give at least one method, or remove the host")
+		}
+		for i, l := range levels {
+			field := fmt.Sprintf("fence.%s[%d]", h, i)
+			switch l.Method {
+			case "ipmi":
+				if l.Address == "" {
+					return bad(field+".address", "missing: the BMC's address")
+				}
+				if l.User == "" {
+					return bad(field+".user", "missing: a BMC user with operator or administrator privilege")
+				}
+				if l.PasswordFile == "" {
+					return bad(field+".password_file", "missing: passwords are read from a file, never from this configuration")
+				}
+				if l.Port < 0 || l.Port > 65535 {
+					return bad(field+".port", "%d is not a UDP port", l.Port)
+				}
+				if l.Interface != "" && l.Interface != "lanplus" && l.Interface != "lan" {
+					return bad(field+".interface", "%q: use \"lanplus\" or \"lan\"", l.Interface)
+				}
+			case "":
+				return bad(field+".method", "missing: use \"ipmi\"")
+			default:
+				return bad(field+".method", "%q is not supported by this daemon: use \"ipmi\"", l.Method)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range f.Storage {
+		if k != "nbd" && k != "drbd" {
+			return bad("storage", "%q: this daemon knows \"nbd\" and \"drbd\"", k)
+		}
+		if seen[k] {
+			return bad("storage", "%q listed twice", k)
+		}
+		seen[k] = true
+	}
+	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
+		return bad("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
+	}
+	return nil
+}
+
+func parseRole(s string) (ha.Role, error) {
+	switch strings.ToLower(s) {
+	case "", "voter":
+		return ha.RoleVoter, nil
+	case "nonvoter", "non-voter":
+		return ha.RoleNonVoter, nil
+	case "witness":
+		return ha.RoleWitness, nil
+	}
+	return "", fmt.Errorf("%q: use \"voter\", \"nonvoter\" or \"witness\"", s)
+}
+
+func profile(s string) (ha.Config, error) {
+	switch strings.ToLower(s) {
+	case "", "default":
+		return ha.DefaultConfig(), nil
+	case "fastlan":
+		return ha.FastLAN(), nil
+	}
+	return ha.Config{}, fmt.Errorf("%q: use \"default\" or \"fastlan\"", s)
+}
