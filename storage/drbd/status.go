@@ -198,6 +198,9 @@ func ParseStatusText(data []byte) ([]Resource, error) {
 			continue
 		}
 		fields := strings.Fields(trimmed)
+		if len(fields) == 0 {
+			continue // other white space (\f, \v)
+		}
 		switch {
 		case indent == 0:
 			out = append(out, Resource{Name: fields[0]})

@@ -51,7 +51,7 @@ func TestNBDServerListAndInfo(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "nbd-server.log"))
 		t.Fatalf("server stopped answering after probes: %v\n%s", err, log)
 	}
-	// Last, as nbd-server -d exits after a session that opened an export.
+	// A session that opens the export and disconnects (NBD_CMD_DISC).
 	ex, err = OpenInfo(ctx, s.addr(), "ro1")
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestQemuNBDListAndInfo(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	ctx := context.Background()
-	port := freePort(t) // nothing listens there any more
+	port := closedPort(t)
 	_, err := ExportInfo(ctx, net.JoinHostPort("127.0.0.1", itoa(port)), "x")
 	if !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("closed port: %v, want ErrUnreachable", err)

@@ -35,7 +35,7 @@ var recorded = []struct {
 		return []string{s.host, strconv.Itoa(s.port), "/dev/nbd3", "-N", "vm9"}
 	}},
 	{"connect-refused", func(t *testing.T, s testServer) []string {
-		return []string{s.host, strconv.Itoa(freePort(t)), "/dev/nbd3", "-N", "vm1"}
+		return []string{s.host, strconv.Itoa(closedPort(t)), "/dev/nbd3", "-N", "vm1"}
 	}},
 }
 
@@ -48,7 +48,7 @@ func TestRecordNBDClient(t *testing.T) {
 		t.Skip("the nbd module is loaded: recording would connect real devices")
 	}
 	for _, r := range recorded {
-		// nbd-server -d exits after a session that opened an export: one each.
+		// A fresh server each, so no recording depends on an earlier one.
 		s := startNBDServer(t, nbdExport{name: "vm1", size: 1 << 20})
 		rec := &run.Recorder{Runner: &run.Exec{}}
 		rec.Run(context.Background(), run.Command("nbd-client", r.args(t, s)...))

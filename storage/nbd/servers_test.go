@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,26 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// closedPort returns a loopback port that refuses connections for the rest
+// of the test: a TCP socket bound to it but never listening holds it, so no
+// other test's server can take it, and a dial there cannot disturb anyone.
+func closedPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 func imageFile(t testing.TB, dir, name string, size int64) string {
@@ -70,7 +92,46 @@ func startProcess(t testing.TB, s testServer, name string, args ...string) {
 		cmd.Process.Kill()
 		<-exited
 	})
+	waitServing(t, s, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+func waitPidfile(t testing.TB, path string) int {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no PID in %s: %v", path, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stopPID terminates a daemon this test started and waits until it is gone.
+func stopPID(pid int) {
+	syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// waitServing waits until the server lists its exports, failing the test if
+// gone reports that it exited.
+func waitServing(t testing.TB, s testServer, gone func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var lastErr error
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := ListExports(ctx, s.addr())
@@ -78,14 +139,12 @@ func startProcess(t testing.TB, s testServer, name string, args ...string) {
 		if err == nil {
 			return
 		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(s.dir, name+".log"))
-			t.Fatalf("%s %v exited before serving: %s", name, args, log)
-		default:
+		lastErr = err
+		if gone() {
+			t.Fatalf("NBD server on %s exited before serving (last probe: %v); see the logs in %s", s.addr(), lastErr, s.dir)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s on %s did not answer NBD_OPT_LIST: %v", name, s.addr(), err)
+			t.Fatalf("NBD server on %s did not answer NBD_OPT_LIST: %v", s.addr(), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -97,14 +156,13 @@ type nbdExport struct {
 	readOnly bool
 }
 
-// startNBDServer runs nbd-server -d with a config file in a temporary dir,
+// startNBDServer runs nbd-server with a config file in a temporary dir,
 // on 127.0.0.1 and a free port, with file-backed exports.
 func startNBDServer(t testing.TB, exports ...nbdExport) testServer {
 	t.Helper()
 	testenv.NeedBinary(t, "nbd-server")
 	s := testServer{host: "127.0.0.1", port: freePort(t), dir: t.TempDir()}
-	conf := fmt.Sprintf("[generic]\n\tlistenaddr = %s\n\tport = %d\n\tallowlist = true\n\tpidfile = %s\n",
-		s.host, s.port, filepath.Join(s.dir, "nbd-server.pid"))
+	conf := fmt.Sprintf("[generic]\n\tlistenaddr = %s\n\tport = %d\n\tallowlist = true\n", s.host, s.port)
 	for _, e := range exports {
 		img := imageFile(t, s.dir, e.name+".img", e.size)
 		conf += fmt.Sprintf("[%s]\n\texportname = %s\n\treadonly = %t\n", e.name, img, e.readOnly)
@@ -113,7 +171,18 @@ func startNBDServer(t testing.TB, exports ...nbdExport) testServer {
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startProcess(t, s, "nbd-server", "-C", cf, "-d")
+	// Not -d: nbd-server -d serves each client in its only process and dies
+	// (SIGPIPE, or "Negotiation failed ... Exiting") when any client goes
+	// away early, and on a shared machine other tests dial ports that they
+	// believe free. The forking daemon loses only that client's child. It
+	// writes its PID to the pidfile; Cleanup stops it by that PID.
+	out, err := exec.Command("nbd-server", "-C", cf, "-p", filepath.Join(s.dir, "nbd-server.pid")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nbd-server -C %s: %v\n%s", cf, err, out)
+	}
+	pid := waitPidfile(t, filepath.Join(s.dir, "nbd-server.pid"))
+	t.Cleanup(func() { stopPID(pid) })
+	waitServing(t, s, func() bool { return syscall.Kill(pid, 0) != nil })
 	return s
 }
 
