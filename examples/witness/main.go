@@ -1,0 +1,99 @@
+// Command witness is the third vote of a two-host pool (DESIGN §4.6): a
+// xenha member with RoleWitness, which votes in Raft and runs no VMs, so
+// that either host can fail without the other losing quorum. It needs no
+// hypervisor, guard or storage, and may run on any small machine that both
+// hosts reach, a management VM or a Raspberry Pi.
+//
+// It is the smallest useful embedder: copy it to see what every xenha
+// program does: build an ha.Config (a profile, identity, mutual TLS), New,
+// Join once, Close on exit.
+//
+//	witness -id witness -data /var/lib/xenha-witness -bind 198.18.0.3:7946 \
+//	    -join 198.18.0.1:7946,198.18.0.2:7946 -token-file /etc/xenha/token \
+//	    -ca /etc/xenha/ca.pem -cert /etc/xenha/witness.pem -key /etc/xenha/witness.key
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xenha/xenha/ha"
+)
+
+func main() {
+	id := flag.String("id", "witness", "member ID (its certificate must name it)")
+	cluster := flag.String("cluster", "xenha", "cluster ID")
+	data := flag.String("data", "/var/lib/xenha-witness", "data directory (Raft log)")
+	bind := flag.String("bind", "", "address to listen on, host:port")
+	join := flag.String("join", "", "comma-separated addresses of members to join through (first start only)")
+	tokenFile := flag.String("token-file", "", "file holding the pool's join token")
+	ca := flag.String("ca", "", "CA certificate (PEM)")
+	cert := flag.String("cert", "", "this member's certificate (PEM)")
+	key := flag.String("key", "", "this member's key (PEM)")
+	fast := flag.Bool("fastlan", false, "use the FastLAN profile (must match the hosts')")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log, *id, *cluster, *data, *bind, *join, *tokenFile, *ca, *cert, *key, *fast); err != nil {
+		fmt.Fprintln(os.Stderr, "witness:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, id, cluster, data, bind, join, tokenFile, caFile, certFile, keyFile string, fast bool) error {
+	cfg := ha.DefaultConfig()
+	if fast {
+		cfg = ha.FastLAN()
+	}
+	cfg.ID, cfg.ClusterID, cfg.DataDir, cfg.BindAddr = id, cluster, data, bind
+	cfg.Role, cfg.Logger = ha.RoleWitness, log
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("join token (-token-file): %w", err)
+	}
+	cfg.JoinToken = strings.TrimSpace(string(token))
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("CA (-ca): %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("CA (-ca): %s holds no PEM certificate", caFile)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("certificate (-cert, -key): %w", err)
+	}
+	cfg.TLS = &ha.TLSConfig{CA: pool, Cert: pair}
+
+	c, err := ha.New(ctx, cfg) // validates cfg and names the field to fix
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(closeCtx)
+	}()
+	if c.Fresh() {
+		if join == "" {
+			return fmt.Errorf("no state in %s and no -join: give the hosts' addresses", data)
+		}
+		if err := c.Join(ctx, strings.Split(join, ",")...); err != nil {
+			return err
+		}
+	}
+	log.Info("witness voting", "id", id, "addr", c.Addr())
+	<-ctx.Done()
+	return nil
+}

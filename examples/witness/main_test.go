@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/pki"
+)
+
+// TestWitnessJoinsAsVoter runs the witness against a one-host pool over
+// loopback TCP with mutual TLS, from certificate files as an operator would
+// give them, and checks that it becomes a voter registered as a witness.
+func TestWitnessJoinsAsVoter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	ca, err := pki.NewCA("wit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token := write("token", []byte("s3cret\n"))
+	caFile := write("ca.pem", ca.CertPEM())
+	cert, err := ca.Issue("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := write("witness.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+	keyFile := write("witness.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+
+	hostTLS, err := ca.Member("host-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ha.FastLAN()
+	cfg.ID, cfg.ClusterID, cfg.DataDir, cfg.BindAddr = "host-a", "wit", t.TempDir(), "127.0.0.1:0"
+	cfg.JoinToken, cfg.TLS = "s3cret", hostTLS
+	host, err := ha.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close(context.Background()) })
+	if err := host.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(wctx, slog.New(slog.DiscardHandler), "witness", "wit", t.TempDir(), "127.0.0.1:0",
+			host.Addr(), token, caFile, certFile, keyFile, true)
+	}()
+	for {
+		st, err := host.State(ctx, ha.Stale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members, err := host.Members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var voter bool
+		for _, m := range members {
+			voter = voter || m.ID == "witness" && m.Voter
+		}
+		if h := st.Hosts["witness"]; h != nil && h.Role == ha.RoleWitness && voter {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("witness stopped before joining: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("witness not a voting witness in time: members %+v", members)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("witness exit: %v", err)
+	}
+}
+
+func TestWitnessRefusesMissingFiles(t *testing.T) {
+	err := run(t.Context(), slog.New(slog.DiscardHandler), "witness", "wit", t.TempDir(), "127.0.0.1:0",
+		"127.0.0.1:1", filepath.Join(t.TempDir(), "no-token"), "", "", "", true)
+	if err == nil {
+		t.Fatal("run without a token file succeeded")
+	}
+}
