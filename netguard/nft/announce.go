@@ -8,8 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -60,77 +61,121 @@ func (g *Guard) Announce(ctx context.Context, vif netguard.VIF) error {
 	if len(frames) == 0 {
 		return nil
 	}
-	bridge, err := g.bridgeOf(vif)
-	if err != nil {
-		return err
-	}
-	if err := g.send(ctx, bridge, frames); err != nil {
-		return fmt.Errorf("nft: announce VM %q (MAC %s) on bridge %s: %w", vif.VM, vif.MAC, bridge, err)
+	var bridge string
+	if err := g.inNS(func() error {
+		var err error
+		bridge, err = g.bridgeOf(vif)
+		if err != nil {
+			return err
+		}
+		return send(ctx, bridge, frames)
+	}); err != nil {
+		return fmt.Errorf("nft: announce VM %q (MAC %s): %w", vif.VM, vif.MAC, err)
 	}
 	g.log.InfoContext(ctx, "netguard announced", "vm", vif.VM, "mac", vif.MAC.String(), "bridge", bridge, "frames", len(frames))
 	return nil
 }
 
+// inNS runs fn in the guard's network namespace. A packet socket stays bound
+// to the namespace it was made in, and the link dump reads the namespace of
+// the calling thread: both must happen there.
+func (g *Guard) inNS(fn func() error) error {
+	if g.netns < 0 {
+		return fn()
+	}
+	return inNetNS(g.netns, fn)
+}
+
 // bridgeOf is the bridge to announce vif on: the guard's, or the master of
-// the VIF's port.
+// the VIF's port. It runs in the guard's namespace.
 func (g *Guard) bridgeOf(vif netguard.VIF) (string, error) {
 	if g.bridge != "" {
 		return g.bridge, nil
 	}
-	if vif.Port == "" || g.netns >= 0 {
-		return "", fmt.Errorf("nft: announce VM %q: no bridge known; create the guard WithBridge", vif.VM)
+	if vif.Port == "" {
+		return "", errors.New("no bridge known: the VIF names no port and the guard was created without WithBridge")
 	}
-	master, err := os.Readlink(filepath.Join("/sys/class/net", filepath.Base(vif.Port), "master"))
+	master, err := masterOf(vif.Port)
 	if err != nil {
-		return "", fmt.Errorf("nft: announce VM %q: bridge of port %s: %w (is the port on a bridge? or create the guard WithBridge)", vif.VM, vif.Port, err)
+		return "", fmt.Errorf("bridge of port %s: %w (or create the guard WithBridge)", vif.Port, err)
 	}
-	return filepath.Base(master), nil
+	return master, nil
 }
 
-// send writes the frames on ifname through a raw packet socket opened in
-// the guard's network namespace.
-func (g *Guard) send(ctx context.Context, ifname string, frames []frame) error {
-	fd, ifindex, err := g.packetSocket(ifname)
+// masterOf returns the name of the device port is enslaved to (its bridge),
+// from a dump of the links of the calling thread's namespace.
+func masterOf(port string) (string, error) {
+	rib, err := syscall.NetlinkRIB(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
+	if err != nil {
+		return "", fmt.Errorf("list links: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(rib)
+	if err != nil {
+		return "", fmt.Errorf("parse links: %w", err)
+	}
+	names := map[int32]string{}
+	var master int32
+	found := false
+	for _, m := range msgs {
+		if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
+			continue
+		}
+		index := int32(binary.NativeEndian.Uint32(m.Data[4:8]))
+		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+		if err != nil {
+			continue
+		}
+		var name string
+		var up int32
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case syscall.IFLA_IFNAME:
+				name = strings.TrimRight(string(a.Value), "\x00")
+			case syscall.IFLA_MASTER:
+				if len(a.Value) == 4 {
+					up = int32(binary.NativeEndian.Uint32(a.Value))
+				}
+			}
+		}
+		names[index] = name
+		if name == port {
+			master, found = up, true
+		}
+	}
+	switch {
+	case !found:
+		return "", fmt.Errorf("no interface %q", port)
+	case master == 0:
+		return "", fmt.Errorf("interface %q is on no bridge", port)
+	case names[master] == "":
+		return "", fmt.Errorf("master %d of %q not found", master, port)
+	}
+	return names[master], nil
+}
+
+// send writes the frames on ifname through a raw packet socket. It runs in
+// the guard's namespace.
+func send(ctx context.Context, ifname string, frames []frame) error {
+	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("raw packet socket (needs CAP_NET_RAW): %w", err)
 	}
 	defer unix.Close(fd)
 	for _, f := range frames {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6, Protocol: htons(f.proto)}
+		sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Protocol: htons(f.proto)}
 		copy(sa.Addr[:], f.dst)
 		if err := unix.Sendto(fd, f.data, 0, sa); err != nil {
-			return fmt.Errorf("send: %w", err)
+			return fmt.Errorf("send on %s: %w", ifname, err)
 		}
 	}
 	return nil
-}
-
-// packetSocket opens an AF_PACKET socket in the guard's namespace: the
-// socket stays bound to the namespace it was made in, so only its creation
-// runs on a thread moved into the namespace.
-func (g *Guard) packetSocket(ifname string) (fd, ifindex int, err error) {
-	open := func() (int, int, error) {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return -1, 0, err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return -1, 0, fmt.Errorf("raw packet socket (needs CAP_NET_RAW): %w", err)
-		}
-		return fd, ifi.Index, nil
-	}
-	if g.netns < 0 {
-		return open()
-	}
-	err = inNetNS(g.netns, func() error {
-		fd, ifindex, err = open()
-		return err
-	})
-	return fd, ifindex, err
 }
 
 // inNetNS runs fn on an OS thread moved into the network namespace nsfd,

@@ -8,9 +8,11 @@ import (
 	"github.com/xenha/xenha/netguard/nft"
 )
 
+// guard returns a guard of the lab's host. Without WithBridge it finds the
+// bridge to announce on from a VIF's port.
 func (l *lab) guard(opts ...nft.Option) *nft.Guard {
 	l.t.Helper()
-	g, err := nft.New(append([]nft.Option{nft.WithNetNS(int(l.nsFd.Fd())), nft.WithBridge("br0")}, opts...)...)
+	g, err := nft.New(append([]nft.Option{nft.WithNetNS(int(l.nsFd.Fd()))}, opts...)...)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -207,7 +207,15 @@ func TestAnnounce(t *testing.T) {
 	if err := g.Apply(ctx, rules(l.vms, true)); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Announce(ctx, vm.vif); err != nil {
+	noPort := vm.vif
+	noPort.Port = ""
+	if err := g.Announce(ctx, noPort); err == nil || errors.Is(err, netguard.ErrBlocked) {
+		t.Errorf("Announce without a port or a bridge = %v, want an error naming the missing bridge", err)
+	}
+	if err := l.guard(nft.WithBridge("br0")).Announce(ctx, noPort); err != nil {
+		t.Fatalf("Announce WithBridge: %v", err)
+	}
+	if err := g.Announce(ctx, vm.vif); err != nil { // bridge found from the port
 		t.Fatalf("Announce: %v", err)
 	}
 	ip4 := vm.ip4.As4()
@@ -227,12 +235,13 @@ func TestAnnounce(t *testing.T) {
 	for time.Now().Before(deadline) {
 		arps, nas = atOut.received(wantARP), atOut.received(wantNA)
 		neigh4, neigh6 = neighbour(l.out, vm.ip4.String()), neighbour(l.out, ip6)
-		if len(arps) > 0 && len(nas) > 0 && strings.Contains(neigh4, vm.vif.MAC.String()) && strings.Contains(neigh6, vm.vif.MAC.String()) {
+		// Two announcements: one on the named bridge, one on the port's.
+		if len(arps) >= 2 && len(nas) >= 2 && strings.Contains(neigh4, vm.vif.MAC.String()) && strings.Contains(neigh6, vm.vif.MAC.String()) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Errorf("outside saw %d gratuitous ARPs and %d NAs for %s; neighbour entries: %q, %q (want MAC %s)",
+	t.Errorf("outside saw %d gratuitous ARPs and %d NAs for %s, want 2 each; neighbour entries: %q, %q (want MAC %s)",
 		len(arps), len(nas), vm.vif.VM, neigh4, neigh6, vm.vif.MAC)
 }
 
