@@ -37,8 +37,9 @@ type Cluster struct {
 	existing    bool // the stores held state when New opened them
 	closers     []io.Closer
 
-	events events
-	peers  peerHealth
+	events  events
+	peers   peerHealth
+	rpcPool rpcPool
 
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
@@ -306,6 +307,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 		case <-ctx.Done():
 			c.closeErr = fmt.Errorf("ha: close member %s: %w", c.cfg.ID, ctx.Err())
 		}
+		c.rpcPool.closeAll()
 		c.closeStores()
 		c.wg.Wait()
 		c.log.Info("member closed")

@@ -239,16 +239,47 @@ func (c *Cluster) reconcileMembers(ctx context.Context) {
 	for {
 		c.promote(ctx)
 		if c.cfg.RemoveDeadAfter > 0 {
-			for _, id := range c.peers.deadFor(c.cfg.RemoveDeadAfter) {
-				if err := c.removeMember(ctx, id); err != nil {
-					c.log.Warn("not removing dead member", "id", id, "err", err)
-				}
-			}
+			c.removeDead(ctx)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// minAutoVoters is the floor automatic removal keeps: below three voters a
+// single further failure stops the cluster, which is an operator's call.
+const minAutoVoters = 3
+
+// removeDead removes members dead past RemoveDeadAfter, voters only while
+// at least minAutoVoters would remain.
+func (c *Cluster) removeDead(ctx context.Context) {
+	for _, id := range c.peers.deadFor(c.cfg.RemoveDeadAfter) {
+		cfg, err := c.raftConfig()
+		if err != nil {
+			return
+		}
+		voters, isVoter, member := 0, false, false
+		for _, s := range cfg.Servers {
+			if s.Suffrage == raft.Voter {
+				voters++
+			}
+			if string(s.ID) == id {
+				member, isVoter = true, s.Suffrage == raft.Voter
+			}
+		}
+		if !member {
+			c.peers.forget(id)
+			continue
+		}
+		if isVoter && voters-1 < minAutoVoters {
+			continue
+		}
+		c.log.Warn("removing member dead past RemoveDeadAfter", "id", id, "after", c.cfg.RemoveDeadAfter)
+		if err := c.removeMember(ctx, id); err != nil {
+			c.log.Warn("not removing dead member", "id", id, "err", err)
 		}
 	}
 }

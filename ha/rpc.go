@@ -6,15 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// The cluster RPC shares the Raft listener (stream byte 'C'). One request per
-// connection, JSON both ways: members exchange few of these (joins,
-// forwarded writes and read indexes), and a fresh connection per call keeps
-// a partition from leaving half-used connections behind.
+// The cluster RPC shares the Raft listener (stream byte 'C'). JSON requests
+// and responses, one at a time per connection; callers keep a few idle
+// connections per peer, because a TLS handshake costs more than a commit.
+// The network layer (a partition, a crash) closes them like any other.
+
+// rpcIdle is how long a server waits for the next request on a connection,
+// and how many idle connections a caller keeps per peer.
+const (
+	rpcIdle    = 90 * time.Second
+	rpcMaxIdle = 8
+)
 
 const (
 	opJoin      = "join"
@@ -47,21 +55,28 @@ func (req rpcRequest) timeout() time.Duration {
 	return time.Duration(req.TimeoutMS) * time.Millisecond
 }
 
-// serveRPC answers one request on conn from member peer (its certificate
-// already checked to name peer).
+// serveRPC answers requests on conn from member peer (its certificate
+// already checked to name peer) until the peer hangs up.
 func (c *Cluster) serveRPC(conn net.Conn, peer string) {
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(helloTimeout))
-	var req rpcRequest
-	if err := json.NewDecoder(conn).Decode(&req); err != nil {
-		return
+	stop := context.AfterFunc(c.ctx, func() { conn.Close() })
+	defer stop()
+	dec, enc := json.NewDecoder(conn), json.NewEncoder(conn)
+	for {
+		_ = conn.SetDeadline(time.Now().Add(rpcIdle))
+		var req rpcRequest
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, req.timeout())
+		// A peer that vanishes must not leave the handler waiting forever.
+		_ = conn.SetDeadline(time.Now().Add(req.timeout() + time.Second))
+		resp := c.handleRPC(ctx, peer, req)
+		cancel()
+		if err := enc.Encode(resp); err != nil {
+			return
+		}
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, req.timeout())
-	defer cancel()
-	// A peer that vanishes must not leave the handler waiting forever.
-	_ = conn.SetDeadline(time.Now().Add(req.timeout() + time.Second))
-	resp := c.handleRPC(ctx, peer, req)
-	_ = json.NewEncoder(conn).Encode(resp)
 }
 
 func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rpcResponse {
@@ -149,25 +164,99 @@ func (c *Cluster) readIndexLocal(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
-// call sends one request to the member at addr.
+// rpcConn is a pooled connection to a peer.
+type rpcConn struct {
+	net.Conn
+	dec *json.Decoder
+	enc *json.Encoder
+}
+
+// rpcPool keeps idle RPC connections per address.
+type rpcPool struct {
+	mu   sync.Mutex
+	idle map[string][]*rpcConn
+}
+
+func (p *rpcPool) get(addr string) *rpcConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.idle[addr]
+	if len(cs) == 0 {
+		return nil
+	}
+	c := cs[len(cs)-1]
+	p.idle[addr] = cs[:len(cs)-1]
+	return c
+}
+
+func (p *rpcPool) put(addr string, c *rpcConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idle == nil {
+		p.idle = map[string][]*rpcConn{}
+	}
+	if len(p.idle[addr]) >= rpcMaxIdle {
+		c.Close()
+		return
+	}
+	p.idle[addr] = append(p.idle[addr], c)
+}
+
+func (p *rpcPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cs := range p.idle {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	p.idle = nil
+}
+
+// call sends one request to the member at addr. A pooled connection that
+// turns out dead before anything was read back is retried once on a fresh
+// one; requests are safe to repeat (writes carry their request ID).
 func (c *Cluster) call(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
-	conn, _, err := c.dialer.dial(ctx, addr, streamRPC, "")
-	if err != nil {
-		return rpcResponse{}, err
-	}
-	defer conn.Close()
 	req.TimeoutMS = timeoutOf(ctx).Milliseconds()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl.Add(time.Second))
+	for attempt := 0; ; attempt++ {
+		conn := c.rpcPool.get(addr)
+		pooled := conn != nil
+		if conn == nil {
+			raw, _, err := c.dialer.dial(ctx, addr, streamRPC, "")
+			if err != nil {
+				return rpcResponse{}, err
+			}
+			conn = &rpcConn{Conn: raw, dec: json.NewDecoder(raw), enc: json.NewEncoder(raw)}
+		}
+		resp, err := c.roundTrip(ctx, conn, req)
+		if err == nil {
+			c.rpcPool.put(addr, conn)
+			return resp, nil
+		}
+		conn.Close()
+		if pooled && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
+		return rpcResponse{}, fmt.Errorf("ha: %s with %s: %w", req.Op, addr, err)
 	}
+}
+
+func (c *Cluster) roundTrip(ctx context.Context, conn *rpcConn, req rpcRequest) (rpcResponse, error) {
+	dl := time.Now().Add(timeoutOf(ctx) + time.Second)
+	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return rpcResponse{}, fmt.Errorf("ha: send %s to %s: %w", req.Op, addr, err)
+	if err := conn.enc.Encode(req); err != nil {
+		return rpcResponse{}, err
 	}
 	var resp rpcResponse
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		return rpcResponse{}, fmt.Errorf("ha: %s reply from %s: %w", req.Op, addr, err)
+	if err := conn.dec.Decode(&resp); err != nil {
+		return rpcResponse{}, err
+	}
+	if !stop() {
+		// ctx ended just as the answer came: the deadline may be set; the
+		// answer is good but the connection is not reusable.
+		return resp, fmt.Errorf("ha: connection interrupted: %w", ctx.Err())
 	}
 	return resp, nil
 }
