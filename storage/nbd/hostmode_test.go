@@ -10,11 +10,13 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/xenha/xenha/internal/testenv"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/internal/run"
+	"github.com/xenha/xenha/storage/storagetest"
 )
 
 var update = flag.Bool("update", false, "re-record testdata/*.transcript from the real nbd-client")
@@ -193,4 +195,57 @@ func TestHostModeNeedsDevice(t *testing.T) {
 			t.Errorf("device %q: %v, want ErrInvalidVolume", dev, err)
 		}
 	}
+}
+
+// nbdClientModel stands in for nbd-client on a host with the nbd module:
+// which devices are connected is kept here, and every answer is the output
+// of a transcript in testdata (recorded, or in nbd-client's own format).
+type nbdClientModel struct {
+	t         *testing.T
+	mu        sync.Mutex
+	connected map[string]bool
+}
+
+func (m *nbdClientModel) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var file string
+	switch {
+	case len(cmd.Args) == 2 && cmd.Args[0] == "-c":
+		file = "check-not-connected"
+		if m.connected[cmd.Args[1]] {
+			file = "check-connected"
+		}
+	case len(cmd.Args) == 2 && cmd.Args[0] == "-d":
+		file = "disconnect-ok"
+		delete(m.connected, cmd.Args[1])
+	case len(cmd.Args) >= 5:
+		file = "connect-ok"
+		m.connected[cmd.Args[2]] = true
+	}
+	steps := transcript(m.t, file)
+	for i := range steps {
+		steps[i].Args = []string{"..."} // the model decided; only the output matters
+	}
+	return run.NewReplay(steps...).Run(ctx, cmd)
+}
+
+func TestConformanceHostMode(t *testing.T) {
+	s := startQemuNBD(t, nbdExport{name: "vm1", size: 1 << 20})
+	storagetest.Run(t, func(t *testing.T) storagetest.Subject {
+		m := &nbdClientModel{t: t, connected: map[string]bool{}}
+		vol := hostVolume(s, "vm1")
+		vol.Generation = 0
+		missing := hostVolume(s, "vm9")
+		missing.ID = "vm9-disk0"
+		noDevice := hostVolume(s, "vm1")
+		delete(noDevice.Params, "device")
+		return storagetest.Subject{
+			A:                New(HostMode(), WithRunner(m), WithHostName("dom0-a")),
+			Volume:           vol,
+			Missing:          missing,
+			Invalid:          []storage.Volume{noDevice},
+			StaleGenerations: true,
+		}
+	})
 }
