@@ -3,7 +3,9 @@ package drbd
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -187,5 +189,28 @@ func TestNotInConfig(t *testing.T) {
 	_, err := r.backend("node-a").adm(context.Background(), "primary", "vm-disk9")
 	if err = classify(err); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "not defined in your config") {
 		t.Fatalf("%v; want ErrNotFound quoting drbdadm", err)
+	}
+}
+
+// TestDeviceFromConfig: a status without minors (older drbdsetup) makes
+// Attach ask real drbdadm for the device in the config (sh-dev).
+func TestDeviceFromConfig(t *testing.T) {
+	r := newRig(t)
+	data, err := os.ReadFile("testdata/samples/status-json-healthy-2node.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noMinor := strings.Replace(string(data), `"minor": 1000,`, "", 1)
+	if noMinor == string(data) {
+		t.Fatal("sample has no minor to remove")
+	}
+	r.write(t, "no-minor.json", noMinor)
+	r.set(t, "sample", filepath.Join(r.dir, "no-minor.json"))
+	src, err := r.backend("node-a").Attach(context.Background(), volume(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Path != "/dev/drbd1000" {
+		t.Fatalf("source %+v, want /dev/drbd1000 from drbdadm sh-dev", src)
 	}
 }
