@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func TestQemuNBDListAndInfo(t *testing.T) {
 func TestUnreachable(t *testing.T) {
 	ctx := context.Background()
 	port := closedPort(t)
-	_, err := ExportInfo(ctx, net.JoinHostPort("127.0.0.1", itoa(port)), "x")
+	_, err := ExportInfo(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "x")
 	if !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("closed port: %v, want ErrUnreachable", err)
 	}
