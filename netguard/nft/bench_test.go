@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/internal/testenv"
+	"github.com/xenha/xenha/netguard"
 )
 
 const benchVIFs = 1000
@@ -112,4 +113,60 @@ func BenchmarkCurrent1000VIFs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1e3/float64(b.N), "ms/current-1000")
+}
+
+// BenchmarkWholeHostSwitch: the seeds' own use, a passive host turning
+// active. The seed replaces its one DROP rule in iptables and in arptables
+// (two commands, no per-VM control); the guard applies AllowAll over 1,000
+// guarded VIFs (one batch).
+func BenchmarkWholeHostSwitch(b *testing.B) {
+	b.Run("nftables", func(b *testing.B) {
+		l := newLab(b, 0)
+		g := l.guard()
+		passive := manyVIFs(benchVIFs, true)
+		passive.Mode = netguard.BlockAll
+		active := manyVIFs(benchVIFs, true)
+		active.Mode = netguard.AllowAll
+		var total time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			if err := g.Apply(b.Context(), passive); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			if err := g.Apply(b.Context(), active); err != nil {
+				b.Fatal(err)
+			}
+			total += time.Since(start)
+		}
+		b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), "ms/switch-host")
+	})
+	b.Run("seed-iptables+arptables", func(b *testing.B) {
+		ipt := testenv.NeedBinary(b, "iptables-legacy")
+		arpt := testenv.NeedBinary(b, "arptables-legacy")
+		l := newLab(b, 0)
+		// The seeds' rule set: dom0's vif0.0 and vif0.1 accepted, then DROP.
+		for i, p := range []string{"vif0.0", "vif0.1"} {
+			for j, dir := range []string{"in", "out"} {
+				pos := fmt.Sprint(2*i + j + 1)
+				l.run("ip", "netns", "exec", l.host, ipt, "-I", "FORWARD", pos, "-m", "physdev", "--physdev-"+dir, p, "-j", "ACCEPT")
+				l.run("ip", "netns", "exec", l.host, arpt, "-I", "FORWARD", pos, "-"+dir[:1], p, "-j", "ACCEPT")
+			}
+		}
+		l.run("ip", "netns", "exec", l.host, ipt, "-I", "FORWARD", "5", "-j", "DROP")
+		l.run("ip", "netns", "exec", l.host, arpt, "-I", "FORWARD", "5", "-j", "DROP")
+		var total time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			l.run("ip", "netns", "exec", l.host, ipt, "-R", "FORWARD", "5", "-j", "DROP")
+			l.run("ip", "netns", "exec", l.host, arpt, "-R", "FORWARD", "5", "-j", "DROP")
+			b.StartTimer()
+			start := time.Now()
+			l.run("ip", "netns", "exec", l.host, ipt, "-R", "FORWARD", "5")
+			l.run("ip", "netns", "exec", l.host, arpt, "-R", "FORWARD", "5")
+			total += time.Since(start)
+		}
+		b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), "ms/switch-host")
+	})
 }
