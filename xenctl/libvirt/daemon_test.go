@@ -38,7 +38,9 @@ const runScript = `set -e
 D=$1
 mkdir -p "$D/etc"
 cp -r /etc/libvirt/. "$D/etc/"
-rm -f "$D"/etc/qemu/*.xml "$D"/etc/qemu/autostart/*.xml
+# No domains or networks from the machine: nothing may autostart, and no
+# bridge or firewall rule may appear outside the test.
+rm -rf "$D"/etc/qemu/*.xml "$D"/etc/qemu/autostart "$D"/etc/qemu/networks
 cp "$D/qemu.conf" "$D/etc/qemu.conf"
 mount --bind "$D/etc" /etc/libvirt
 for m in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do

@@ -102,7 +102,11 @@ func (h *Hypervisor) Domain(ctx context.Context, name string) (xenctl.Domain, er
 		}
 		return err
 	})
-	return dom, err
+	if err != nil {
+		// A call abandoned at ctx end may still write dom: do not read it.
+		return xenctl.Domain{}, err
+	}
+	return dom, nil
 }
 
 // Define creates or updates a persistent domain. The definition is checked in
@@ -289,7 +293,10 @@ func (h *Hypervisor) HostInfo(ctx context.Context) (xenctl.HostInfo, error) {
 		}
 		return err
 	})
-	return info, err
+	if err != nil {
+		return xenctl.HostInfo{}, err
+	}
+	return info, nil
 }
 
 func isAlive(c *libvirt.Connect) bool {

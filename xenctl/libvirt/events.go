@@ -147,7 +147,7 @@ func (h *Hypervisor) lifecycle(r *raw) (xenctl.Event, bool) {
 	}
 	d := xenctl.Domain{Name: r.name, UUID: r.uuid, State: state, Reason: reason}
 	if kind != xenctl.EventUndefined {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(h.life, 5*time.Second)
 		got, err := h.Domain(ctx, r.name)
 		cancel()
 		if err == nil && got.UUID == r.uuid {

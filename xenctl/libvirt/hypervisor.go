@@ -26,16 +26,18 @@ type Hypervisor struct {
 	pollEvery    time.Duration
 
 	mu     sync.Mutex
-	conn   *libvirt.Connect // nil while disconnected
+	conn   *connRef // nil while disconnected
 	gen    uint64           // increments with every connection
 	driver string           // virConnectGetType of the current connection
 	closed bool
 	subs   map[*subscriber]struct{}
 
-	lost  chan struct{} // wakes the monitor: the connection broke
-	done  chan struct{} // closed by Close
-	queue eventQueue    // raw lifecycle events and connection markers, in order
-	wg    sync.WaitGroup
+	lost    chan struct{} // wakes the monitor: the connection broke
+	done    chan struct{} // closed by Close
+	life    context.Context
+	endLife context.CancelFunc // cancels background calls at Close
+	queue   eventQueue         // raw lifecycle events and connection markers, in order
+	wg      sync.WaitGroup
 }
 
 // Option configures a Hypervisor.
@@ -78,11 +80,13 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) 
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	h.queue.init()
+	h.life, h.endLife = context.WithCancel(context.Background())
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("libvirt %s: %w: starting the event loop: %v", uri, xenctl.ErrUnavailable, err)
 	}
 	c, driver, err := h.dial(ctx, 1)
 	if err != nil {
+		h.endLife()
 		return nil, err
 	}
 	h.conn, h.gen, h.driver = c, 1, driver
@@ -97,7 +101,7 @@ func (h *Hypervisor) URI() string { return h.uri }
 
 // dial opens a connection for generation gen, with keepalive, a close callback
 // and the lifecycle event callback registered.
-func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*libvirt.Connect, string, error) {
+func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*connRef, string, error) {
 	type result struct {
 		c      *libvirt.Connect
 		driver string
@@ -136,21 +140,15 @@ func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*libvirt.Connect, st
 		if r.err != nil {
 			return nil, "", wrapErr(h.uri, "connect", r.err, false)
 		}
-		return r.c, r.driver, nil
+		return newConnRef(r.c), r.driver, nil
 	case <-ctx.Done():
 		go func() { // the dial finishes by itself; do not leak its connection
 			if r := <-ch; r.c != nil {
-				closeConn(r.c)
+				closeRaw(r.c)
 			}
 		}()
 		return nil, "", unavailable(ctx, h.uri, "connect")
 	}
-}
-
-// closeConn drops our reference. Calls still running hold their own.
-func closeConn(c *libvirt.Connect) {
-	_ = c.UnregisterCloseCallback()
-	_, _ = c.Close()
 }
 
 // connectionLost wakes the monitor if gen is the current connection.
@@ -186,7 +184,7 @@ func (h *Hypervisor) monitor() {
 			continue
 		}
 		h.queue.push(queued{gen: gen, kind: xenctl.EventDisconnected})
-		go closeConn(old)
+		go old.release()
 		backoff := 50 * time.Millisecond
 		for {
 			select {
@@ -195,7 +193,7 @@ func (h *Hypervisor) monitor() {
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, h.maxBackoff)
-			ctx, cancel := context.WithTimeout(context.Background(), h.dialTimeout)
+			ctx, cancel := context.WithTimeout(h.life, h.dialTimeout)
 			c, driver, err := h.dial(ctx, gen+1)
 			if err != nil {
 				cancel()
@@ -206,7 +204,7 @@ func (h *Hypervisor) monitor() {
 			if h.closed {
 				h.mu.Unlock()
 				cancel()
-				closeConn(c)
+				c.release()
 				return
 			}
 			gen++
@@ -219,7 +217,7 @@ func (h *Hypervisor) monitor() {
 				h.mu.Lock()
 				h.conn = nil
 				h.mu.Unlock()
-				go closeConn(c)
+				go c.release()
 				continue
 			}
 			h.log.Info("libvirt reconnected", "uri", h.uri, "domains", len(inv))
@@ -230,7 +228,8 @@ func (h *Hypervisor) monitor() {
 }
 
 // do runs fn on its own goroutine with a reference to the current connection,
-// and returns when fn does or ctx ends, whichever is first.
+// and returns when fn does or ctx ends, whichever is first. When do returns an
+// error, fn may still be running: callers must not read what fn writes.
 func (h *Hypervisor) do(ctx context.Context, what string, fn func(c *libvirt.Connect) error) error {
 	if ctx.Err() != nil {
 		return unavailable(ctx, h.uri, what)
@@ -245,11 +244,11 @@ func (h *Hypervisor) do(ctx context.Context, what string, fn func(c *libvirt.Con
 	}
 	ch := make(chan result, 1)
 	go func() {
-		defer c.Close()
-		err := fn(c)
+		defer c.release()
+		err := fn(c.c)
 		alive := true
 		if err != nil {
-			alive, _ = c.IsAlive()
+			alive, _ = c.c.IsAlive()
 		}
 		ch <- result{err, alive}
 	}()
@@ -266,14 +265,12 @@ func (h *Hypervisor) do(ctx context.Context, what string, fn func(c *libvirt.Con
 }
 
 // acquire returns a new reference to the current connection, which the
-// caller must Close, and its generation.
-func (h *Hypervisor) acquire(what string) (*libvirt.Connect, uint64, error) {
+// caller must release, and its generation.
+func (h *Hypervisor) acquire(what string) (*connRef, uint64, error) {
 	h.mu.Lock()
 	c, gen, closed := h.conn, h.gen, h.closed
-	if c != nil {
-		if err := c.Ref(); err != nil {
-			c = nil
-		}
+	if c != nil && !c.acquire() {
+		c = nil
 	}
 	h.mu.Unlock()
 	switch {
@@ -307,13 +304,14 @@ func (h *Hypervisor) Close() error {
 		s.close()
 	}
 	h.mu.Unlock()
+	h.endLife()
 	close(h.done)
 	h.queue.close()
 	h.wg.Wait()
 	if c != nil {
 		// Closing a connection to a hung daemon can block; do not make the
 		// caller wait for it.
-		go closeConn(c)
+		go c.release()
 	}
 	return nil
 }

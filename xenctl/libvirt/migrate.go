@@ -53,7 +53,7 @@ func (h *Hypervisor) Migrate(ctx context.Context, name string, opts xenctl.Migra
 	if err != nil {
 		return err
 	}
-	defer func() { go closeConn(dconn) }()
+	defer func() { go dconn.release() }()
 	// The running guest's CPU must exist there now, and the defined CPU
 	// must exist there for the guest to boot there after a failover. They
 	// differ when libvirt adjusted the live CPU to what this host provided.
@@ -69,7 +69,7 @@ func (h *Hypervisor) Migrate(ctx context.Context, name string, opts xenctl.Migra
 }
 
 // connect opens a connection to another host, bounded by ctx.
-func (h *Hypervisor) connect(ctx context.Context, uri string) (*libvirt.Connect, error) {
+func (h *Hypervisor) connect(ctx context.Context, uri string) (*connRef, error) {
 	ch := make(chan *libvirt.Connect, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -83,14 +83,14 @@ func (h *Hypervisor) connect(ctx context.Context, uri string) (*libvirt.Connect,
 	}()
 	select {
 	case c := <-ch:
-		return c, nil
+		return newConnRef(c), nil
 	case err := <-errc:
 		return nil, wrapErr(uri, "connect to migration destination", err, false)
 	case <-ctx.Done():
 		go func() {
 			select {
 			case c := <-ch:
-				closeConn(c)
+				closeRaw(c)
 			case <-errc:
 			}
 		}()
@@ -100,17 +100,17 @@ func (h *Hypervisor) connect(ctx context.Context, uri string) (*libvirt.Connect,
 
 // bounded runs fn with its own reference to c and returns when fn does or
 // ctx ends.
-func bounded(ctx context.Context, c *libvirt.Connect, uri, what string, fn func(c *libvirt.Connect) error) error {
-	if err := c.Ref(); err != nil {
-		return wrapErr(uri, what, err, false)
+func bounded(ctx context.Context, c *connRef, uri, what string, fn func(c *libvirt.Connect) error) error {
+	if !c.acquire() {
+		return fmt.Errorf("libvirt %s: %s: %w: connection closed", uri, what, xenctl.ErrUnavailable)
 	}
 	ch := make(chan [2]any, 1)
 	go func() {
-		defer c.Close()
-		err := fn(c)
+		defer c.release()
+		err := fn(c.c)
 		alive := true
 		if err != nil {
-			alive, _ = c.IsAlive()
+			alive, _ = c.c.IsAlive()
 		}
 		ch <- [2]any{err, alive}
 	}()
@@ -124,7 +124,7 @@ func bounded(ctx context.Context, c *libvirt.Connect, uri, what string, fn func(
 }
 
 // checkCPU asks the destination whether it can provide the domain's CPU.
-func (h *Hypervisor) checkCPU(ctx context.Context, dconn *libvirt.Connect, what, which string, cpu guestCPU) error {
+func (h *Hypervisor) checkCPU(ctx context.Context, dconn *connRef, what, which string, cpu guestCPU) error {
 	if cpu.XML == "" {
 		return nil
 	}
@@ -142,7 +142,7 @@ func (h *Hypervisor) checkCPU(ctx context.Context, dconn *libvirt.Connect, what,
 		}
 		return err
 	})
-	if !supported {
+	if err == nil && !supported {
 		h.log.Warn("destination cannot compare CPUs; migrating unchecked", "uri", h.uri, "call", what)
 	}
 	if e, ok := lvError(err); ok && e.Code == libvirt.ERR_CPU_INCOMPATIBLE {
@@ -195,14 +195,14 @@ type jobPoll struct {
 }
 
 // migrate runs virDomainMigrate3 on its own goroutine and watches it.
-func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *libvirt.Connect, opts xenctl.MigrateOptions, progress func(xenctl.MigrationProgress)) error {
+func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *connRef, opts xenctl.MigrateOptions, progress func(xenctl.MigrationProgress)) error {
 	c, gen, err := h.acquire(what)
 	if err != nil {
 		return err
 	}
-	if err := dconn.Ref(); err != nil {
-		c.Close()
-		return wrapErr(opts.URI, what, err, false)
+	if !dconn.acquire() {
+		c.release()
+		return fmt.Errorf("libvirt %s: %s: %w: destination connection closed", h.uri, what, xenctl.ErrUnavailable)
 	}
 	params, flags := migrationParams(opts)
 
@@ -211,9 +211,9 @@ func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *libv
 	domc := make(chan *libvirt.Domain, 1)
 	done := make(chan outcome, 1)
 	go func() {
-		defer c.Close()
-		defer dconn.Close()
-		d, err := c.LookupDomainByName(name)
+		defer c.release()
+		defer dconn.release()
+		d, err := c.c.LookupDomainByName(name)
 		if err != nil {
 			done <- outcome{err, true}
 			return
@@ -232,13 +232,13 @@ func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *libv
 		} else {
 			domc <- nil
 		}
-		nd, err := d.Migrate3(dconn, params, flags)
+		nd, err := d.Migrate3(dconn.c, params, flags)
 		if nd != nil {
 			_ = nd.Free()
 		}
 		alive := true
 		if err != nil {
-			alive, _ = c.IsAlive()
+			alive, _ = c.c.IsAlive()
 		}
 		done <- outcome{err, alive}
 	}()
