@@ -16,5 +16,6 @@
 // The nftables implementation (bridge family) is in this package's nft
 // sub-package; a fake and the conformance suite are in netguard/netguardtest.
 // Guards that can announce a VM's new location (gratuitous ARP, unsolicited
-// neighbour advertisement) implement [Announcer].
+// neighbour advertisement) implement [Announcer]; they refuse a VIF that is
+// still blocked with [ErrBlocked], so the order is Apply, then Announce.
 package netguard

@@ -50,6 +50,7 @@ type fault struct {
 	remaining int // calls left to fail; negative: all
 	delay     time.Duration
 	hang      chan struct{} // closed by release
+	release   func()        // closes hang, once
 }
 
 // Guard is an in-memory [netguard.Guard] and [netguard.Announcer]. The zero
@@ -212,19 +213,22 @@ func (g *Guard) Delay(op Op, d time.Duration) {
 // called. release may be called more than once.
 func (g *Guard) Hang(op Op) (release func()) {
 	ch := make(chan struct{})
-	g.mu.Lock()
-	g.fault(op).hang = ch
-	g.mu.Unlock()
 	var once sync.Once
+	closeCh := func() { once.Do(func() { close(ch) }) }
+	g.mu.Lock()
+	f := g.fault(op)
+	if f.release != nil {
+		f.release() // a previous hang of op ends here
+	}
+	f.hang, f.release = ch, closeCh
+	g.mu.Unlock()
 	return func() {
-		once.Do(func() {
-			close(ch)
-			g.mu.Lock()
-			if f := g.faults[op]; f != nil && f.hang == ch {
-				f.hang = nil
-			}
-			g.mu.Unlock()
-		})
+		closeCh()
+		g.mu.Lock()
+		if f := g.faults[op]; f != nil && f.hang == ch {
+			f.hang, f.release = nil, nil
+		}
+		g.mu.Unlock()
 	}
 }
 
@@ -233,8 +237,8 @@ func (g *Guard) Heal() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, f := range g.faults {
-		if f.hang != nil {
-			close(f.hang)
+		if f.release != nil {
+			f.release()
 		}
 	}
 	clear(g.faults)

@@ -159,3 +159,19 @@ func TestFakeConcurrent(t *testing.T) {
 		t.Errorf("state has %d rules after concurrent applies, want 2", n)
 	}
 }
+
+func TestFakeHealEndsHangs(t *testing.T) {
+	g := netguardtest.New()
+	release := g.Hang(netguardtest.OpApply)
+	done := make(chan error, 1)
+	go func() { done <- g.Apply(t.Context(), state(true)) }()
+	g.Heal()
+	if err := <-done; err != nil {
+		t.Fatalf("Apply hung then healed: %v", err)
+	}
+	release() // after Heal: must not panic
+	release()
+	if !g.Allowed(net.HardwareAddr{2, 0, 0, 0, 0, 1}) {
+		t.Error("healed Apply did not take effect")
+	}
+}
