@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +25,11 @@ const (
 	iscsiadmErrLoginAuth    = 24 // ISCSI_ERR_LOGIN_AUTH_FAILED
 )
 
-// sg_persist exit status for a SCSI RESERVATION CONFLICT (sg3_utils(8)).
-const sgResConflict = 24
+// sg_persist exit statuses (sg3_utils(8)).
+const (
+	sgIllegalRequest = 5  // e.g. a service action the target does not implement
+	sgResConflict    = 24 // SCSI RESERVATION CONFLICT
+)
 
 // PR type 5: Write Exclusive, Registrants Only. Registered hosts may write,
 // so the fencing works by controlling who is registered: only the holder of
@@ -52,10 +56,11 @@ func exitCode(err error) int {
 //	sg_persist -n -i -k DEV, sg_persist -n -i -r DEV   (who holds it?)
 //	sg_persist -n -o -I -S GEN DEV                     (register key = generation)
 //	sg_persist -n -o -R -K GEN -T 5 DEV                (reserve, if free)
-//	sg_persist -n -o -A -K GEN -S OLD -T 5 DEV         (preempt and abort each older key)
+//	sg_persist -n -o -A -K GEN -S OLD -T 5 DEV         (preempt and abort each older key;
+//	                                                    -P if the target lacks it)
 func (b *Backend) attachHost(ctx context.Context, vol storage.Volume, t target) (storage.Source, error) {
-	if vol.Generation == 0 {
-		return storage.Source{}, fmt.Errorf("generation 0 cannot be a reservation key (SCSI reserves key 0): %w", storage.ErrInvalidVolume)
+	if _, err := planTakeover(nil, nil, vol.Generation); err != nil {
+		return storage.Source{}, err
 	}
 	res, err := b.runTool(ctx, "iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", t.portal)
 	if err != nil {
@@ -122,63 +127,40 @@ func (b *Backend) waitDevice(ctx context.Context, t target) (string, error) {
 	}
 }
 
-// reserve registers key gen for this host and makes it the only registered
-// writer. A reservation or registration with a newer key means a newer
-// writer exists: storage.ErrStaleGeneration. The same key held without this
-// host having attached it means another host claims this generation:
-// storage.ErrInUse.
+// reserve carries out planTakeover's plan with sg_persist: register key =
+// generation, reserve if free, preempt-and-abort every older key.
 func (b *Backend) reserve(ctx context.Context, dev string, gen uint64) error {
 	keys, holder, err := b.readReservation(ctx, dev)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if k > gen {
-			return fmt.Errorf("%s: key 0x%x (a newer generation) is registered, this host has %d: %w", dev, k, gen, storage.ErrStaleGeneration)
-		}
-	}
-	if holder != nil && *holder == gen {
-		return fmt.Errorf("%s: reservation with key 0x%x (generation %d) is already held, not by this attach: %w", dev, gen, gen, storage.ErrInUse)
+	steps, err := planTakeover(keys, holder, gen)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dev, err)
 	}
 	key := hexKey(gen)
-	if _, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-I", "-S", key, dev); err != nil {
-		return b.prErr(dev, "register", err)
-	}
-	if holder == nil {
-		if _, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-R", "-K", key, "-T", prTypeWERO, dev); err != nil {
-			return b.prErr(dev, "reserve", err)
+	for _, st := range steps {
+		var args []string
+		switch st.action {
+		case stepRegister:
+			args = []string{"-n", "-o", "-I", "-S", key, dev}
+		case stepReserve:
+			args = []string{"-n", "-o", "-R", "-K", key, "-T", prTypeWERO, dev}
+		case stepPreempt:
+			args = []string{"-n", "-o", "-A", "-K", key, "-S", hexKey(st.victim), "-T", prTypeWERO, dev}
 		}
-	}
-	seen := map[uint64]bool{gen: true}
-	for _, k := range keys {
-		// One key per registered I_T nexus: a host with two paths shows its
-		// key twice, and one preempt removes both.
-		if seen[k] {
-			continue
+		_, err := b.runTool(ctx, "sg_persist", args...)
+		if err != nil && st.action == stepPreempt && exitCode(err) == sgIllegalRequest {
+			// No PREEMPT AND ABORT on this target: plain PREEMPT still
+			// removes the old key; see Session.preempt.
+			b.log.LogAttrs(ctx, slog.LevelWarn, "target lacks PREEMPT AND ABORT; using PREEMPT", slog.String("device", dev))
+			_, err = b.runTool(ctx, "sg_persist", "-n", "-o", "-P", "-K", key, "-S", hexKey(st.victim), "-T", prTypeWERO, dev)
 		}
-		seen[k] = true
-		// Preempt-and-abort removes the old key's registrations (and its
-		// reservation, taking it over) and aborts its queued commands, so a
-		// write the old host already sent cannot land after the hand-over.
-		if _, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-A", "-K", key, "-S", hexKey(k), "-T", prTypeWERO, dev); err != nil {
-			return b.prErr(dev, "preempt", err)
-		}
-	}
-	if holder != nil && *holder != gen && !contains(keys, *holder) {
-		if _, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-A", "-K", key, "-S", hexKey(*holder), "-T", prTypeWERO, dev); err != nil {
-			return b.prErr(dev, "preempt", err)
+		if err != nil {
+			return b.prErr(dev, st.action, err)
 		}
 	}
 	return nil
-}
-
-func contains(keys []uint64, k uint64) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 func (b *Backend) readReservation(ctx context.Context, dev string) ([]uint64, *uint64, error) {
@@ -244,8 +226,8 @@ func parseDiscovery(out string) (map[string]bool, error) {
 	return found, nil
 }
 
-// Session is one iSCSI session as `iscsiadm -m session -P 3` prints it.
-type Session struct {
+// listedSession is one iSCSI session as `iscsiadm -m session -P 3` prints it.
+type listedSession struct {
 	Target string
 	// Portal is the current portal, "address:port" without the TPGT.
 	Portal string
@@ -259,8 +241,8 @@ type Session struct {
 // of the print level 3 listing: "Target:" starts a target, "Current Portal:"
 // and "SID:" start a session, "scsiH Channel C Id I Lun: L" names a LUN and
 // the "Attached scsi disk" line after it its disk.
-func parseSessions(out string) ([]Session, error) {
-	var sessions []Session
+func parseSessions(out string) ([]listedSession, error) {
+	var sessions []listedSession
 	var target string
 	lun := -1
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -268,7 +250,7 @@ func parseSessions(out string) ([]Session, error) {
 	for sc.Scan() {
 		n++
 		line := strings.TrimSpace(sc.Text())
-		cur := func() *Session {
+		cur := func() *listedSession {
 			if len(sessions) == 0 {
 				return nil
 			}
@@ -285,7 +267,7 @@ func parseSessions(out string) ([]Session, error) {
 			if i := strings.LastIndexByte(p, ','); i >= 0 {
 				p = p[:i]
 			}
-			sessions = append(sessions, Session{Target: target, Portal: p, Disks: map[int]string{}})
+			sessions = append(sessions, listedSession{Target: target, Portal: p, Disks: map[int]string{}})
 			lun = -1
 		case strings.HasPrefix(line, "SID: "):
 			if s := cur(); s != nil {
@@ -318,7 +300,7 @@ func parseSessions(out string) ([]Session, error) {
 }
 
 // findDevice returns the disk name of t's LUN in a logged-in session.
-func findDevice(sessions []Session, t target) string {
+func findDevice(sessions []listedSession, t target) string {
 	for _, s := range sessions {
 		if s.Target == t.iqn && s.Portal == t.portal && (s.State == "" || s.State == "LOGGED_IN") {
 			if d := s.Disks[t.lun]; d != "" {

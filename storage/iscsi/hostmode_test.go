@@ -78,6 +78,16 @@ func TestHostLoginTranscripts(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("take-over falls back to PREEMPT", func(t *testing.T) {
+		r := replay(t, "takeover-no-abort.txt")
+		src, err := hostBackend(r).Attach(ctx, hostVolume(2))
+		if err != nil || src.Path != "/dev/sdd" {
+			t.Fatalf("attach = %+v, %v", src, err)
+		}
+		if err := r.Done(); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for _, tc := range []struct {
 		file string
 		gen  uint64

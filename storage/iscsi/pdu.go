@@ -16,6 +16,7 @@ const (
 	opSCSICmd    = 0x01
 	opLoginReq   = 0x03
 	opTextReq    = 0x04
+	opDataOut    = 0x05
 	opLogoutReq  = 0x06
 	opNOPIn      = 0x20
 	opSCSIResp   = 0x21
@@ -23,6 +24,7 @@ const (
 	opTextResp   = 0x24
 	opDataIn     = 0x25
 	opLogoutResp = 0x26
+	opR2T        = 0x31
 	opAsyncMsg   = 0x32
 	opReject     = 0x3f
 )

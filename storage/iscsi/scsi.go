@@ -18,9 +18,10 @@ const (
 
 // Sense keys and additional sense codes the probe tells apart.
 const (
-	senseIllegalRequest = 0x05
-	senseUnitAttention  = 0x06
-	ascLUNNotSupported  = 0x25
+	senseIllegalRequest  = 0x05
+	senseUnitAttention   = 0x06
+	ascLUNNotSupported   = 0x25
+	ascInvalidFieldInCDB = 0x24
 )
 
 // SCSIError is a command the logical unit completed with a status other than
@@ -78,21 +79,29 @@ func parseSense(b []byte) (key, asc, ascq byte) {
 	return 0, 0, 0
 }
 
-// command runs one read-direction SCSI command (or one without data when
-// expLen is 0) and returns the Data-In it produced. A status other than
-// GOOD is a *SCSIError.
-func (c *conn) command(ctx context.Context, lun int, op string, cdb []byte, expLen int) ([]byte, error) {
+// command runs one SCSI command: read-direction when expLen > 0 (returning
+// the Data-In), write-direction when out is not nil (sending out as
+// immediate data and in answer to R2Ts), or without data. A status other
+// than GOOD is a *SCSIError.
+func (c *conn) command(ctx context.Context, lun int, op string, cdb []byte, expLen int, out []byte) ([]byte, error) {
 	itt := c.newITT()
 	req := &pdu{}
 	req.bhs[0] = opSCSICmd
 	req.bhs[1] = finalBit | 0x01 // simple task attribute
-	if expLen > 0 {
-		req.bhs[1] |= 0x40 // Read
-	}
 	l := encodeLUN(lun)
 	copy(req.bhs[8:16], l[:])
 	req.setU32(16, itt)
 	req.setU32(20, uint32(expLen))
+	switch {
+	case out != nil:
+		req.bhs[1] |= 0x20 // Write
+		req.setU32(20, uint32(len(out)))
+		if c.immediate {
+			req.data = out[:min(len(out), c.firstBurst, c.maxXmit)]
+		}
+	case expLen > 0:
+		req.bhs[1] |= 0x40 // Read
+	}
 	req.setU32(24, c.cmdSN)
 	req.setU32(28, c.expStatSN)
 	copy(req.bhs[32:48], cdb)
@@ -111,6 +120,10 @@ func (c *conn) command(ctx context.Context, lun int, op string, cdb []byte, expL
 			return nil, fmt.Errorf("iscsi: %s on %s: %w: answer for task 0x%x, expected 0x%x", op, c.target, ErrMalformedPDU, p.itt(), itt)
 		}
 		switch p.opcode() {
+		case opR2T:
+			if err := c.answerR2T(ctx, p, l, itt, out, op); err != nil {
+				return nil, err
+			}
 		case opDataIn:
 			off := int(p.u32(40))
 			if off < 0 || off+len(p.data) > len(buf) {
@@ -152,6 +165,35 @@ func (c *conn) command(ctx context.Context, lun int, op string, cdb []byte, expL
 	}
 }
 
+// answerR2T sends the part of out the target asked for, in Data-Out PDUs no
+// larger than it accepts.
+func (c *conn) answerR2T(ctx context.Context, r2t *pdu, lun [8]byte, itt uint32, out []byte, op string) error {
+	off, n := int(r2t.u32(40)), int(r2t.u32(44))
+	if off < 0 || n <= 0 || off+n > len(out) {
+		return fmt.Errorf("iscsi: %s on %s: %w: R2T for bytes %d+%d of %d", op, c.target, ErrMalformedPDU, off, n, len(out))
+	}
+	for sn := uint32(0); n > 0; sn++ {
+		chunk := min(n, c.maxXmit)
+		d := &pdu{data: out[off : off+chunk]}
+		d.bhs[0] = opDataOut
+		if chunk == n {
+			d.bhs[1] = finalBit
+		}
+		copy(d.bhs[8:16], lun[:])
+		d.setU32(16, itt)
+		d.setU32(20, r2t.ttt())
+		d.setU32(28, c.expStatSN)
+		d.setU32(36, sn)
+		d.setU32(40, uint32(off))
+		if err := c.send(d); err != nil {
+			return c.wireErr(ctx, op, err)
+		}
+		off += chunk
+		n -= chunk
+	}
+	return nil
+}
+
 // Capacity is a logical unit's size as READ CAPACITY reports it.
 type Capacity struct {
 	// Blocks is the number of logical blocks (last LBA + 1).
@@ -173,7 +215,7 @@ func (c *conn) readCapacity(ctx context.Context, lun int) (Capacity, error) {
 		cdb[0] = 0x9e // SERVICE ACTION IN(16)
 		cdb[1] = 0x10 // READ CAPACITY(16)
 		binary.BigEndian.PutUint32(cdb[10:14], 32)
-		data, err := c.command(ctx, lun, "read capacity(16)", cdb, 32)
+		data, err := c.command(ctx, lun, "read capacity(16)", cdb, 32, nil)
 		if err == nil {
 			return decodeCapacity16(data)
 		}
@@ -198,7 +240,7 @@ func (c *conn) readCapacity(ctx context.Context, lun int) (Capacity, error) {
 func (c *conn) readCapacity10(ctx context.Context, lun int) (Capacity, error) {
 	cdb := make([]byte, 10)
 	cdb[0] = 0x25
-	data, err := c.command(ctx, lun, "read capacity(10)", cdb, 8)
+	data, err := c.command(ctx, lun, "read capacity(10)", cdb, 8, nil)
 	if err != nil {
 		return Capacity{}, err
 	}

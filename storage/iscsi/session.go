@@ -32,6 +32,13 @@ type conn struct {
 	cmdSN     uint32
 	expStatSN uint32
 	stop      func() bool
+
+	// Negotiated for write-direction commands: whether data may ride in
+	// the command PDU, how much of it, and the most the target accepts in
+	// one PDU.
+	immediate  bool
+	firstBurst int
+	maxXmit    int
 }
 
 // dial connects to portal ("host" or "host:port"). A connection failure is
@@ -51,7 +58,7 @@ func dial(ctx context.Context, portal, initiator string) (*conn, error) {
 		}
 		return nil, fmt.Errorf("iscsi: connect to portal %s: %w (%v); check the target is running and the portal address", addr, storage.ErrUnreachable, err)
 	}
-	c := &conn{nc: nc, portal: addr, initiator: initiator, nextITT: 1, cmdSN: 1}
+	c := &conn{nc: nc, portal: addr, initiator: initiator, nextITT: 1, cmdSN: 1, firstBurst: 65536, maxXmit: 8192}
 	if _, err := rand.Read(c.isid[1:4]); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("iscsi: session id: %w", err)
@@ -187,7 +194,7 @@ func (c *conn) login(ctx context.Context, sessionType, target string) error {
 	if sessionType == "Normal" {
 		op = append(op,
 			keyValue{"InitialR2T", "Yes"},
-			keyValue{"ImmediateData", "No"},
+			keyValue{"ImmediateData", "Yes"},
 			keyValue{"MaxBurstLength", "262144"},
 			keyValue{"FirstBurstLength", "65536"},
 			keyValue{"MaxOutstandingR2T", "1"},
@@ -240,6 +247,7 @@ func (c *conn) loginStage(ctx context.Context, itt uint32, csg, nsg byte, keys t
 		if v, ok := got.get("AuthMethod"); ok && v != "None" {
 			return &LoginError{Target: c.target, Class: loginInitiatorErr, Detail: detailAuthFailed}
 		}
+		c.negotiated(got)
 		data = nil // answered keys are not repeated
 		flags := resp.flags()
 		if flags&0x80 != 0 {
@@ -253,6 +261,25 @@ func (c *conn) loginStage(ctx context.Context, itt uint32, csg, nsg byte, keys t
 		}
 	}
 	return fmt.Errorf("iscsi: login with %s: target never completed stage %d: %w", c.portal, csg, ErrMalformedPDU)
+}
+
+// negotiated records the target's answers that shape write commands (RFC
+// 7143 section 13: ImmediateData is the AND of both sides, the burst the
+// minimum). Values that do not parse keep the conservative defaults.
+func (c *conn) negotiated(kv textKeys) {
+	if v, ok := kv.get("ImmediateData"); ok {
+		c.immediate = v == "Yes"
+	}
+	if v, ok := kv.get("FirstBurstLength"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 512 && n < c.firstBurst {
+			c.firstBurst = n
+		}
+	}
+	if v, ok := kv.get("MaxRecvDataSegmentLength"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 512 && n <= maxDataSegment {
+			c.maxXmit = n
+		}
+	}
 }
 
 // text sends a Text request and gathers the full answer, following the
