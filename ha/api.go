@@ -89,7 +89,16 @@ func (c *Cluster) proposeData(ctx context.Context, kind, reqID string, data []by
 		}
 		if c.isLeader() {
 			f := c.raft.Apply(data, timeoutOf(ctx))
-			err := f.Error()
+			errc := make(chan error, 1)
+			go func() { errc <- f.Error() }()
+			var err error
+			select {
+			case err = <-errc:
+			case <-ctx.Done():
+				// Appended, maybe committed later: the caller cannot know.
+				sent = true
+				return nil, indeterminate(ctx.Err())
+			}
 			if err == nil {
 				r, _ := f.Response().(applyResult)
 				return r.result, r.err

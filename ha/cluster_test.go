@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -78,4 +79,105 @@ func stateDiff(a, b *ha.State) string {
 		return ""
 	}
 	return fmt.Sprintf("\n--- first\n%s\n--- second\n%s", ja, jb)
+}
+
+func TestUnknownCommandHaltsEveryMember(t *testing.T) {
+	t.Parallel()
+	hc := hatest.New(t, 3)
+	ctx := ctxT(t, 30*time.Second)
+	l, err := hc.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putValue(ctx, hc.Member(l), "before", 1); err != nil {
+		t.Fatal(err)
+	}
+	var subs []<-chan ha.Event
+	for i := range 3 {
+		subs = append(subs, hc.Member(i).Subscribe(ctx))
+	}
+	// An entry from a newer build: a kind this build does not know.
+	raw := []byte(`{"v":1,"kind":"vm.teleport","req":"r1","at":"2026-11-23T12:00:00Z","body":{"to":"mars"}}`)
+	if err := ha.RawApply(hc.Member(l), raw); err != nil {
+		t.Fatal(err)
+	}
+	for i, sub := range subs {
+		for e := range sub {
+			if e.Kind == ha.EventHalted {
+				break
+			}
+		}
+		_, err := hc.Member(i).State(ctx, ha.Stale)
+		if !errors.Is(err, ha.ErrHalted) || !errors.Is(err, ha.ErrUnknownCommand) {
+			t.Fatalf("%s after the unknown entry: %v, want ErrHalted", hc.ID(i), err)
+		}
+	}
+	// Later writes are not applied anywhere.
+	err = putValue(ctx, hc.Member(l), "after", 2)
+	if !errors.Is(err, ha.ErrHalted) {
+		t.Fatalf("write after the halt: %v, want ErrHalted", err)
+	}
+}
+
+func TestForwardedRetryAppliedOnce(t *testing.T) {
+	t.Parallel()
+	hc := hatest.New(t, 3)
+	ctx := ctxT(t, 30*time.Second)
+	l, err := hc.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := hc.Member((l + 1) % 3)
+	if err := putValue(ctx, f, "gone", 1); err != nil {
+		t.Fatal(err)
+	}
+	// The same request twice, as a follower does when a reply was lost: the
+	// second is answered like the first instead of failing as "not found".
+	for attempt := range 2 {
+		if err := ha.ProposeDeleteVM(ctx, f, "gone", "retry-1"); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	err = ha.ProposeDeleteVM(ctx, f, "gone", "other")
+	if !errors.Is(err, ha.ErrNotFound) {
+		t.Fatalf("a new deletion: %v, want ErrNotFound", err)
+	}
+}
+
+func TestMinorityWriteIsIndeterminateNotFailed(t *testing.T) {
+	t.Parallel()
+	hc := hatest.New(t, 3)
+	ctx := ctxT(t, 30*time.Second)
+	l, err := hc.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.Partition([]int{l})
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err = putValue(wctx, hc.Member(l), "maybe", 1)
+	if !errors.Is(err, ha.ErrIndeterminate) {
+		t.Fatalf("write on a cut-off leader: %v, want ErrIndeterminate", err)
+	}
+	// A member that cannot reach any leader never sent the write: that is
+	// not indeterminate, it simply did not happen.
+	hc.Heal()
+	if l, err = hc.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := (l + 1) % 3
+	hc.Partition([]int{f})
+	wctx2, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel2()
+	err = putValue(wctx2, hc.Member(f), "never", 1)
+	if err == nil || errors.Is(err, ha.ErrIndeterminate) || !errors.Is(err, ha.ErrNoLeader) {
+		t.Fatalf("write on an isolated follower: %v, want ErrNoLeader and not indeterminate", err)
+	}
+	hc.Heal()
+	if _, err := hc.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := getValue(ctx, hc.Member(f), "never", ha.Consistent); err != nil || ok {
+		t.Fatalf("a write that was never sent is present (%v, %v)", ok, err)
+	}
 }

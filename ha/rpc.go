@@ -224,7 +224,7 @@ func (c *Cluster) call(ctx context.Context, addr string, req rpcRequest) (rpcRes
 		if conn == nil {
 			raw, _, err := c.dialer.dial(ctx, addr, streamRPC, "")
 			if err != nil {
-				return rpcResponse{}, err
+				return rpcResponse{}, &notSentError{err}
 			}
 			conn = &rpcConn{Conn: raw, dec: json.NewDecoder(raw), enc: json.NewEncoder(raw)}
 		}
@@ -282,7 +282,10 @@ func (c *Cluster) callLeader(ctx context.Context, req rpcRequest) (resp rpcRespo
 			switch {
 			case cerr != nil:
 				// A failure after the hello may or may not have reached Raft.
-				sent = true
+				var ns *notSentError
+				if !errors.As(cerr, &ns) {
+					sent = true
+				}
 				lastErr = cerr
 			case r.Err != "" && r.Code == errCode(ErrNotLeader):
 				hint = r.Leader
@@ -300,9 +303,9 @@ func (c *Cluster) callLeader(ctx context.Context, req rpcRequest) (resp rpcRespo
 		select {
 		case <-ctx.Done():
 			if lastErr == nil {
-				lastErr = ErrNoLeader
+				lastErr = errors.New("no leader known")
 			}
-			return resp, sent, fmt.Errorf("ha: member %s: no leader answered before the deadline (%w): %w", c.cfg.ID, ctx.Err(), lastErr)
+			return resp, sent, fmt.Errorf("ha: member %s: %w before the deadline (%w): %w", c.cfg.ID, ErrNoLeader, ctx.Err(), lastErr)
 		case <-c.ctx.Done():
 			return resp, sent, ErrClosed
 		case <-time.After(backoff):
@@ -312,3 +315,9 @@ func (c *Cluster) callLeader(ctx context.Context, req rpcRequest) (resp rpcRespo
 		}
 	}
 }
+
+// notSentError marks a call that failed before the request left this member.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
