@@ -27,8 +27,8 @@ type Hypervisor struct {
 
 	mu     sync.Mutex
 	conn   *connRef // nil while disconnected
-	gen    uint64           // increments with every connection
-	driver string           // virConnectGetType of the current connection
+	gen    uint64   // increments with every connection
+	driver string   // virConnectGetType of the current connection
 	closed bool
 	subs   map[*subscriber]struct{}
 
