@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// watch samples every host's hypervisor, independently of the cluster, to
+// catch what the demo promises never happens: a VM executing on two hosts at
+// once. It also remembers when the pool last changed from "some VM down" to
+// "all up", for the measured outage.
+
+// samplePeriod is how often the hypervisors are read.
+const samplePeriod = 20 * time.Millisecond
+
+// DoubleRun is a moment a VM executed on more than one host.
+type DoubleRun struct {
+	VM    string   `json:"vm"`
+	Hosts []string `json:"hosts"`
+	At    Millis   `json:"at_ms"` // since the watch started
+}
+
+type watch struct {
+	p     *pool
+	start time.Time
+
+	mu      sync.Mutex
+	last    map[string][]string // VM → hosts executing it
+	double  []DoubleRun
+	seen    map[string]bool // VMs seen executing at least once
+	history []sample        // when the set of running VMs changed
+}
+
+type sample struct {
+	at      time.Time
+	running int // VMs executing exactly once
+}
+
+func newWatch(p *pool) *watch {
+	return &watch{p: p, start: time.Now(), last: map[string][]string{}, seen: map[string]bool{}}
+}
+
+func (w *watch) run(ctx context.Context) {
+	t := time.NewTicker(samplePeriod)
+	defer t.Stop()
+	for {
+		w.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// read asks every host what executes there.
+func (w *watch) read(ctx context.Context) map[string][]string {
+	now := map[string][]string{}
+	for _, h := range w.p.hosts {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		names, err := h.executing(sctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			now[n] = append(now[n], h.id)
+		}
+	}
+	for _, hosts := range now {
+		slices.Sort(hosts)
+	}
+	return now
+}
+
+func (w *watch) sample(ctx context.Context) {
+	now := w.read(ctx)
+	at := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	once := 0
+	for vm, hosts := range now {
+		w.seen[vm] = true
+		if len(hosts) == 1 {
+			once++
+		}
+		if len(hosts) > 1 {
+			prev := w.last[vm]
+			if !slices.Equal(prev, hosts) {
+				w.double = append(w.double, DoubleRun{VM: vm, Hosts: hosts, At: Millis(at.Sub(w.start))})
+			}
+		}
+	}
+	w.last = now
+	if n := len(w.history); n == 0 || w.history[n-1].running != once {
+		w.history = append(w.history, sample{at: at, running: once})
+	}
+}
+
+// snapshot reads the hypervisors now.
+func (w *watch) snapshot(ctx context.Context) map[string][]string {
+	now := w.read(ctx)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for vm, hosts := range now {
+		if len(hosts) > 1 && !slices.Equal(w.last[vm], hosts) {
+			w.double = append(w.double, DoubleRun{VM: vm, Hosts: hosts, At: Millis(time.Since(w.start))})
+		}
+	}
+	return now
+}
+
+// backAt is when, after t, the number of VMs running once last changed:
+// called once the pool has settled, it is the moment the pool was whole
+// again.
+func (w *watch) backAt(t time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.history); n > 0 && w.history[n-1].at.After(t) {
+		return w.history[n-1].at
+	}
+	return t
+}
+
+func (w *watch) doubles() []DoubleRun {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.double)
+}
