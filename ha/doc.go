@@ -1,0 +1,59 @@
+// Package ha turns a handful of Xen or KVM hosts into a self-healing pool.
+// Every host runs a program that embeds a Cluster; the members replicate one
+// State through Raft (hashicorp/raft on a bbolt log), the Raft leader acts as
+// pool master, and when a host goes silent its VMs are restarted elsewhere,
+// but only after the host is proven off (fence before recover) and never so
+// that one VM runs on two hosts.
+//
+// # Forming a cluster
+//
+// Fill a Config (start from DefaultConfig, or FastLAN on a dedicated LAN),
+// call New, then Bootstrap on the first member and Join on the others. A
+// member restarted on its data directory rejoins on its own: Fresh reports
+// whether Bootstrap or Join is needed. Members talk over mutual TLS (ha/pki
+// makes a CA and member certificates; a member's certificate must name its
+// ID), joins need the JoinToken, and peers of another ClusterID are refused.
+// Raft and the cluster's own RPC (joins, forwarded writes, read indexes)
+// share one TCP listener: the first byte of each connection picks the stream.
+//
+// Up to MaxVoters (5) members vote; more join as non-voters and are promoted
+// when a voter leaves. A witness votes but runs no VMs, the third vote of a
+// two-host site. Remove and Leave refuse changes that would leave the
+// remaining voters without a live majority (ErrQuorumAtRisk); with
+// RemoveDeadAfter the leader removes long-dead members itself, never below
+// three voters.
+//
+// # Commands and the state
+//
+// Every change is a typed command in a versioned envelope (version, kind,
+// request ID, proposer time, body). Writes from any member are forwarded to
+// the leader; a retry carries the same request ID and is applied once. A
+// write whose outcome is unknown (leadership lost, deadline passed after it
+// was sent) fails with ErrIndeterminate, never as a plain failure. State
+// reads are Consistent (linearizable: the leader proves its leadership with
+// a barrier and the reader waits until it has applied that far) or Stale
+// (this member's state at once).
+//
+// Unknown-command policy: a member that meets a log entry it cannot apply (a
+// kind or envelope version from a newer build, or a malformed entry) halts
+// applying: its state stays at the last entry it understood, it does not
+// snapshot (so the unapplied log is kept), it emits EventHalted and answers
+// reads with ErrHalted. Upgrading and restarting it replays the log. Skipping
+// the entry would silently diverge from the members that applied it.
+// Leaders refuse forwarded commands they cannot decode, so unknown kinds
+// reach the log only from a newer leader.
+//
+// Snapshots are the State as JSON in a versioned wrapper and restore exactly.
+//
+// # Events and logs
+//
+// Subscribe streams typed Events (leadership, membership, applied and
+// refused commands, and the failover code's own) through a bounded buffer: a
+// slow subscriber loses events (EventsDropped counts them) rather than slow
+// the cluster. Logs, Raft's included, go to Config.Logger.
+//
+// # Testing
+//
+// ha/hatest runs whole clusters in one process, in memory or over TCP with
+// bbolt, and crashes, restarts and partitions members.
+package ha
