@@ -223,6 +223,14 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 		return storage.Source{}, b.fail(vol, "attach", fmt.Errorf("generation %d is older than generation %d seen on this host; a newer writer owns the volume, do not write: %w", vol.Generation, st.highest, storage.ErrStaleGeneration))
 	}
 	if st.attached && st.gen == vol.Generation {
+		if b.mode == HostLogin {
+			// The storage may have moved on without this host knowing (a
+			// newer generation preempted it): confirm before handing the
+			// disk out again.
+			if err := b.confirmHeld(ctx, st.src.Path, vol.Generation); err != nil {
+				return storage.Source{}, b.fail(vol, "reserve", err)
+			}
+		}
 		return st.src, nil
 	}
 	var src storage.Source

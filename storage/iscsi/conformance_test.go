@@ -2,6 +2,7 @@ package iscsi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -90,4 +91,51 @@ func TestQEMUOpensNetworkSource(t *testing.T) {
 	if !strings.Contains(string(out), "(25165824 bytes)") {
 		t.Fatalf("qemu-img info %s does not report the LUN's 24 MiB:\n%s", url, out)
 	}
+}
+
+// TestConformanceHostLogin runs the suite on the HostLogin backend of two
+// simulated hosts, each with iscsiadm and sg_persist played by a stand-in
+// over its own initiator to a real tgtd (this kernel has no initiator).
+// The target enforces the reservations, so the subject promises Exclusive:
+// after host B takes over at a newer generation, the target refuses host A.
+func TestConformanceHostLogin(t *testing.T) {
+	g := startTgtd(t)
+	tid := 0
+	storagetest.Run(t, func(t *testing.T) storagetest.Subject {
+		// A fresh target per check: reservations outlive sessions.
+		tid++
+		iqn := fmt.Sprintf("iqn.2026-11.test.xenha:host-login-%d", tid)
+		g.AddTarget(tid, iqn, 4<<20)
+		sa, sb := newStandIn("host-a", g.Portal), newStandIn("host-b", g.Portal)
+		t.Cleanup(sa.close)
+		t.Cleanup(sb.close)
+		a := iscsi.New("host-a", iscsi.WithMode(iscsi.HostLogin), iscsi.WithRunner(sa))
+		b := iscsi.New("host-b", iscsi.WithMode(iscsi.HostLogin), iscsi.WithRunner(sb))
+		vol := tgtVolume(g.Portal, iqn)
+		missing := tgtVolume(g.Portal, iqn+"-gone")
+		missing.ID = "missing"
+		missing.Generation = 1 // 0 is no reservation key: ErrInvalidVolume in this mode
+		invalid := tgtVolume(g.Portal, "not-an-iqn")
+		invalid.ID = "invalid"
+		return storagetest.Subject{
+			A: a, B: b, Volume: vol, Missing: missing,
+			Invalid:          []storage.Volume{invalid},
+			StaleGenerations: true,
+			Exclusive:        true,
+			Write: func(ctx context.Context, on storage.Backend, v storage.Volume) error {
+				s := sa
+				if on == b {
+					s = sb
+				}
+				err := s.write(ctx, iqn)
+				if errors.Is(err, storage.ErrInUse) {
+					// The target refused a host whose key a newer
+					// generation preempted: that host's generation is
+					// stale, which is what the suite asks of the write.
+					return fmt.Errorf("%w: %w", storage.ErrStaleGeneration, err)
+				}
+				return err
+			},
+		}
+	})
 }

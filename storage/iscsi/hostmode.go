@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,6 +160,27 @@ func (b *Backend) reserve(ctx context.Context, dev string, gen uint64) error {
 		if err != nil {
 			return b.prErr(dev, st.action, err)
 		}
+	}
+	return nil
+}
+
+// confirmHeld checks that this host's key still holds dev's reservation.
+// A newer key means this host was fenced: storage.ErrStaleGeneration.
+func (b *Backend) confirmHeld(ctx context.Context, dev string, gen uint64) error {
+	keys, holder, err := b.readReservation(ctx, dev)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k > gen {
+			return fmt.Errorf("%s: key 0x%x (a newer generation) preempted this host's %d: %w", dev, k, gen, storage.ErrStaleGeneration)
+		}
+	}
+	if holder != nil && *holder > gen {
+		return fmt.Errorf("%s: reservation held by key 0x%x (a newer generation), this host has %d: %w", dev, *holder, gen, storage.ErrStaleGeneration)
+	}
+	if holder == nil || *holder != gen || !slices.Contains(keys, gen) {
+		return fmt.Errorf("%s: this host's key 0x%x no longer holds the reservation (cleared by an operator?); detach and attach again: %w", dev, gen, storage.ErrStaleGeneration)
 	}
 	return nil
 }

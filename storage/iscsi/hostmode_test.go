@@ -54,7 +54,7 @@ func TestHostLoginTranscripts(t *testing.T) {
 		}
 		again, err := b.Attach(ctx, hostVolume(1))
 		if err != nil || !reflect.DeepEqual(again, src) {
-			t.Fatalf("second attach = %+v, %v; want the same source and no commands", again, err)
+			t.Fatalf("second attach = %+v, %v; want the same source after confirming the reservation", again, err)
 		}
 		for i := 0; i < 2; i++ {
 			if err := b.Detach(ctx, hostVolume(1)); err != nil {
