@@ -279,12 +279,27 @@ func TestQEMUTwoHosts(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	mark = evB.mark()
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, err = hb.Domain(short, guestName)
 	cancelShort()
-	_ = syscall.Kill(pid, syscall.SIGCONT)
 	if !errors.Is(err, xenctl.ErrUnavailable) || errors.Is(err, xenctl.ErrNoDomain) {
 		t.Errorf("Domain on a hung libvirtd = %v; want ErrUnavailable only", err)
+	}
+	// Keepalive (1 s, 3 probes) declares the hung daemon's connection dead;
+	// once it thaws, the Hypervisor reconnects and finds the guest running.
+	evB.waitFor(t, mark, xenctl.EventDisconnected, "")
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	rec = evB.waitFor(t, mark, xenctl.EventReconnected, "")
+	i = slices.IndexFunc(rec.Inventory, func(d xenctl.Domain) bool { return d.Name == guestName })
+	if i < 0 || rec.Inventory[i].State != xenctl.StateRunning {
+		t.Errorf("inventory after the hang %+v; want %s running", rec.Inventory, guestName)
+	}
+	for _, ev := range evB.since(mark) {
+		if ev.Domain.Name == guestName && (ev.Kind == xenctl.EventStopped || ev.Kind == xenctl.EventCrashed) {
+			t.Errorf("a hung libvirtd reported %s for %s", ev.Kind, guestName)
+		}
 	}
 
 	// The guest has no ACPI: Shutdown waits out its grace, then destroys.
