@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -98,6 +100,10 @@ func FuzzTargetAnswers(f *testing.F) {
 	f.Add(append(append([]byte{}, ok...), dataIn(2, 0, capData)...))
 	f.Add(append(append([]byte{}, ok...), dataIn(2, 0x18, nil)...))
 	f.Add(loginResponse(0x00, 2, 3, nil))
+	// A real tgtd's side of a probe, recorded by TestRecordedTgtdConversations.
+	if rec, err := os.ReadFile(filepath.Join("testdata", "tgtd-probe.bin")); err == nil {
+		f.Add(rec)
+	}
 	f.Fuzz(func(t *testing.T, answers []byte) {
 		client, server := net.Pipe()
 		go func() { _, _ = io.Copy(io.Discard, server) }()
