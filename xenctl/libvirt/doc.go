@@ -1,5 +1,5 @@
-// Package libvirt implements xenctl.Hypervisor, xenctl.Migrator and
-// xenctl.Watcher on libvirt, for Xen through the libxl driver (xen:///system),
+// Package libvirt implements xenctl.Hypervisor, xenctl.Migrator,
+// xenctl.Watcher and xenctl.Pauser on libvirt, for Xen through the libxl driver (xen:///system),
 // KVM or TCG through the qemu driver (qemu:///system, qemu+unix, qemu+ssh, ...)
 // and libvirt's in-process test driver (test:///default, test:///path.xml).
 // It is the only package in xenha that uses cgo.

@@ -14,8 +14,8 @@ import (
 )
 
 // Hypervisor is a libvirt connection to one host. It implements
-// xenctl.Hypervisor, xenctl.Migrator and xenctl.Watcher and is safe for
-// concurrent use. Create it with Open.
+// xenctl.Hypervisor, xenctl.Migrator, xenctl.Watcher and xenctl.Pauser and is
+// safe for concurrent use. Create it with Open.
 type Hypervisor struct {
 	uri          string
 	log          *slog.Logger

@@ -5,10 +5,12 @@
 // # The fake
 //
 // [New] returns a [Host]: one simulated hypervisor host that implements
-// xenctl.Hypervisor, xenctl.Migrator and xenctl.Watcher. Hosts created with the
+// xenctl.Hypervisor, xenctl.Migrator, xenctl.Watcher and xenctl.Pauser. Hosts created with the
 // same [World] ([WithWorld]) see each other: a domain migrates between them, and
-// [World.Running] reports every host where a domain is active, so a test can
-// observe the one thing xenha must never allow, a VM running on two hosts.
+// [World.Running] reports every host where a domain executes, so a test can
+// observe the one thing xenha must never allow, a VM running on two hosts
+// ([World.Active] also counts paused domains, which hold memory but execute
+// nothing).
 //
 // A test drives the fake the way a data centre misbehaves:
 //

@@ -24,6 +24,8 @@ const (
 	MethodHostInfo Method = "HostInfo"
 	MethodMigrate  Method = "Migrate"
 	MethodEvents   Method = "Events"
+	MethodSuspend  Method = "Suspend"
+	MethodResume   Method = "Resume"
 )
 
 // Fault is an injected misbehaviour. It applies to calls that match Method and

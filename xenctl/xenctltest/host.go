@@ -18,7 +18,8 @@ import (
 var ErrNoMemory = errors.New("xenctltest: not enough free memory")
 
 // Host is one simulated hypervisor host. It implements xenctl.Hypervisor,
-// xenctl.Migrator and xenctl.Watcher, and is safe for concurrent use.
+// xenctl.Migrator, xenctl.Watcher and xenctl.Pauser, and is safe for
+// concurrent use.
 type Host struct {
 	world       *World
 	name        string

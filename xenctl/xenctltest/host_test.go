@@ -446,3 +446,37 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestPausedIsNotRunning(t *testing.T) {
+	ctx := t.Context()
+	w := xenctltest.NewWorld()
+	a := xenctltest.New("a", xenctltest.WithWorld(w))
+	b := xenctltest.New("b", xenctltest.WithWorld(w))
+	mustDefineStart(t, a, "vm1", uuid1)
+	if err := a.Suspend(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	// Isolation paused vm1 on a; the cluster restarts it on b.
+	mustDefineStart(t, b, "vm1", uuid1)
+	if got := w.Running("vm1"); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("Running = %v, want [b]: a paused domain executes nothing", got)
+	}
+	if got := w.Active("vm1"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("Active = %v, want [a b]", got)
+	}
+	if got := w.DoubleRunners(); len(got) != 0 {
+		t.Fatalf("DoubleRunners = %v, want none", got)
+	}
+	if err := a.Resume(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.DoubleRunners(); !slices.Equal(got, []string{"vm1"}) {
+		t.Fatalf("after resuming on a, DoubleRunners = %v, want [vm1]", got)
+	}
+	if err := b.Suspend(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(ctx, "vm1", xenctl.MigrateOptions{URI: "a"}, nil); !errors.Is(err, xenctl.ErrConflict) {
+		t.Fatalf("migrating onto a host where it is active = %v, want ErrConflict", err)
+	}
+}

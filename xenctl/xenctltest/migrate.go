@@ -55,6 +55,9 @@ func (h *Host) Migrate(ctx context.Context, name string, opts xenctl.MigrateOpti
 	}
 	dst.doms[name] = moved
 	dst.run(moved, "migrated")
+	if src.state == xenctl.StatePaused {
+		moved.state = xenctl.StatePaused // libvirt keeps a paused domain paused
+	}
 	if opts.Persist {
 		dst.emit(xenctl.EventDefined, moved)
 	}

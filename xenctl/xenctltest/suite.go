@@ -40,6 +40,7 @@ func Run(t *testing.T, newHypervisor func(t *testing.T) xenctl.Hypervisor) {
 	t.Run("HostInfo", func(t *testing.T) { testHostInfo(t, newHypervisor(t)) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, newHypervisor(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newHypervisor(t)) })
+	t.Run("SuspendResume", func(t *testing.T) { testSuspendResume(t, newHypervisor(t)) })
 }
 
 // callTimeout bounds each suite call, so that a hung implementation fails the
@@ -494,5 +495,57 @@ func expect(t *testing.T, events <-chan xenctl.Event, name string, kind xenctl.E
 		case <-guard.C:
 			t.Fatalf("no %s event for %s within a minute (skipped %v)", kind, name, skipped)
 		}
+	}
+}
+
+func testSuspendResume(t *testing.T, h xenctl.Hypervisor) {
+	closeAtEnd(t, h)
+	p, ok := h.(xenctl.Pauser)
+	if !ok {
+		t.Skipf("%T does not implement xenctl.Pauser", h)
+	}
+	ctx := ctxFor(t)
+	d := newTestDomain(t, 0)
+	define(t, h, d)
+	if err := p.Suspend(ctx, d.name); err == nil {
+		t.Errorf("Suspend of shut-off %s succeeded; want an error", d.name)
+	}
+	wantState(t, h, d.name, xenctl.StateShutoff)
+	if err := h.Start(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.Suspend(ctx, d.name); err != nil {
+			t.Fatalf("Suspend #%d of %s: %v; suspending a paused domain must succeed", i+1, d.name, err)
+		}
+		if got := wantState(t, h, d.name, xenctl.StatePaused); got.State.Executing() || !got.State.Active() {
+			t.Errorf("paused %s: Executing %v, Active %v; want false, true", d.name, got.State.Executing(), got.State.Active())
+		}
+	}
+	for i := range 2 {
+		if err := p.Resume(ctx, d.name); err != nil {
+			t.Fatalf("Resume #%d of %s: %v; resuming a running domain must succeed", i+1, d.name, err)
+		}
+		wantState(t, h, d.name, xenctl.StateRunning)
+	}
+	// A paused domain can still be destroyed, as isolation may need.
+	if err := p.Suspend(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Destroy(ctx, d.name); err != nil {
+		t.Fatalf("Destroy of paused %s: %v", d.name, err)
+	}
+	wantState(t, h, d.name, xenctl.StateShutoff)
+	unknown := newTestDomain(t, 1).name
+	if err := p.Suspend(ctx, unknown); !errors.Is(err, xenctl.ErrNoDomain) {
+		t.Errorf("Suspend of unknown %s = %v, want ErrNoDomain", unknown, err)
+	}
+	if err := p.Resume(ctx, unknown); !errors.Is(err, xenctl.ErrNoDomain) {
+		t.Errorf("Resume of unknown %s = %v, want ErrNoDomain", unknown, err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Suspend(cancelled, d.name); !errors.Is(err, xenctl.ErrUnavailable) {
+		t.Errorf("Suspend with a cancelled context = %v, want ErrUnavailable", err)
 	}
 }

@@ -42,16 +42,28 @@ func (w *World) Hosts() []string {
 }
 
 // Running returns, sorted, the hosts on which a domain with this name or UUID
-// is active (running, paused, shutting down or suspended), whether or not the
-// host's daemon answers. More than one host means the single-runner rule is
-// broken.
+// executes guest code (xenctl.State.Executing: running or shutting down),
+// whether or not the host's daemon answers. More than one host means the
+// single-runner rule is broken. A paused domain executes nothing and is not
+// counted; Active counts it.
 func (w *World) Running(nameOrUUID string) []string {
+	return w.hostsWhere(nameOrUUID, xenctl.State.Executing)
+}
+
+// Active returns, sorted, the hosts on which a domain with this name or UUID
+// holds its memory (xenctl.State.Active: running, paused, shutting down or
+// PM-suspended).
+func (w *World) Active(nameOrUUID string) []string {
+	return w.hostsWhere(nameOrUUID, xenctl.State.Active)
+}
+
+func (w *World) hostsWhere(nameOrUUID string, pred func(xenctl.State) bool) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []string
 	for hn, h := range w.hosts {
 		for _, d := range h.doms {
-			if (d.spec.Name == nameOrUUID || d.spec.UUID == nameOrUUID) && d.state.Active() {
+			if (d.spec.Name == nameOrUUID || d.spec.UUID == nameOrUUID) && pred(d.state) {
 				out = append(out, hn)
 				break
 			}
@@ -61,7 +73,7 @@ func (w *World) Running(nameOrUUID string) []string {
 	return out
 }
 
-// DoubleRunners returns the names of domains active on more than one host,
+// DoubleRunners returns the names of domains executing on more than one host,
 // sorted; empty while the single-runner rule holds.
 func (w *World) DoubleRunners() []string {
 	w.mu.Lock()
@@ -69,7 +81,7 @@ func (w *World) DoubleRunners() []string {
 	count := map[string]int{}
 	for _, h := range w.hosts {
 		for _, d := range h.doms {
-			if d.state.Active() {
+			if d.state.Executing() {
 				count[d.spec.UUID]++
 			}
 		}
