@@ -28,6 +28,10 @@ type ProbeOption func(*probeConfig)
 type probeConfig struct {
 	portmapPort, mountPort, nfsPort int
 	timeout                         time.Duration
+	// dial and xid replace the network and the random transaction IDs in
+	// tests that record or replay a server's answers.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	xid  uint32
 }
 
 // WithPortmapPort sets rpcbind's port (default 111).
@@ -169,7 +173,7 @@ func Probe(ctx context.Context, server, export, disk string, opts ...ProbeOption
 	defer cancel()
 
 	if cfg.mountPort == 0 || cfg.nfsPort == 0 {
-		pm, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.portmapPort)))
+		pm, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.portmapPort)), &cfg)
 		if err != nil {
 			return Attr{}, err
 		}
@@ -185,7 +189,7 @@ func Probe(ctx context.Context, server, export, disk string, opts ...ProbeOption
 		}
 	}
 
-	mc, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.mountPort)))
+	mc, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.mountPort)), &cfg)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -198,7 +202,7 @@ func Probe(ctx context.Context, server, export, disk string, opts ...ProbeOption
 	// (showmount -a) and a probe every few seconds must not grow it.
 	defer func() { _ = unmount(ctx, mc, export) }()
 
-	nc, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.nfsPort)))
+	nc, err := dialRPC(ctx, net.JoinHostPort(host, strconv.Itoa(cfg.nfsPort)), &cfg)
 	if err != nil {
 		return Attr{}, err
 	}

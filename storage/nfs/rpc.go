@@ -63,15 +63,27 @@ type rpcConn struct {
 // dialRPC connects to addr; ctx bounds the whole conversation, because a
 // server that accepts and then stalls (a hung nfsd) is as unreachable as
 // one that never answers.
-func dialRPC(ctx context.Context, addr string) (*rpcConn, error) {
+func dialRPC(ctx context.Context, addr string, cfg *probeConfig) (*rpcConn, error) {
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if cfg.dial != nil {
+		nc, err = cfg.dial(ctx, addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("nfs: connect to %s: %w: %w", addr, storage.ErrUnreachable, ctx.Err())
+		}
 		return nil, fmt.Errorf("nfs: connect to %s: %w (%v); check the NFS server and rpcbind are running", addr, storage.ErrUnreachable, err)
 	}
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
 	c := &rpcConn{nc: nc, addr: addr, xid: binary.BigEndian.Uint32(seed[:]), reader: nc}
+	if cfg.xid != 0 {
+		c.xid = cfg.xid
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
@@ -101,7 +113,10 @@ func (c *rpcConn) close() {
 }
 
 func (c *rpcConn) wireErr(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	if ctx.Err() != nil {
+		return fmt.Errorf("nfs: %s on %s: no answer in time: %w: %w", what, c.addr, storage.ErrUnreachable, ctx.Err())
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("nfs: %s on %s: no answer in time: %w", what, c.addr, storage.ErrUnreachable)
 	}
 	if errors.Is(err, ErrMalformedReply) {

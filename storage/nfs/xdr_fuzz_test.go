@@ -3,6 +3,8 @@ package nfs
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/xenha/xenha/storage"
@@ -111,6 +113,13 @@ func FuzzReply(f *testing.F) {
 	f.Add(reply(2, lk.b))
 	f.Add(reply(3, append([]byte{0, 0, 0, 0}, fattr(9)...)))
 	f.Add([]byte{0x80, 0, 0, 4, 0, 0, 0, 1})
+	// Real answers of rpcbind and nfs-ganesha, recorded by
+	// TestRecordedGaneshaConversation.
+	for _, name := range []string{"rpcbind", "mountd", "nfsd"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", "ganesha-"+name+".bin")); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := readRecord(bytes.NewReader(b))
 		if err != nil {
