@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -34,7 +35,7 @@ type Cluster struct {
 	dialer      *dialer
 	addr        string // advertised
 	incarnation string
-	existing    bool // the stores held state when New opened them
+	existing    atomic.Bool // the member has cluster state (restarted, bootstrapped or joined)
 	closers     []io.Closer
 
 	events  events
@@ -119,7 +120,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.existing, err = raft.HasExistingState(logs, stable, snaps)
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	c.existing.Store(existing)
 	if err != nil {
 		return nil, fmt.Errorf("ha: member %s: read Raft state: %w", cfg.ID, err)
 	}
@@ -197,7 +199,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		c.goHook(c.ctx, fn)
 	}
 	c.hooksMu.Unlock()
-	c.log.Info("member started", "addr", c.addr, "existing_state", c.existing)
+	c.log.Info("member started", "addr", c.addr, "existing_state", c.existing.Load())
 	return c, nil
 }
 
@@ -257,7 +259,7 @@ func (c *Cluster) Addr() string { return c.addr }
 
 // Fresh reports whether this member started without cluster state, so it
 // must Bootstrap or Join; a restarted member is not fresh.
-func (c *Cluster) Fresh() bool { return !c.existing }
+func (c *Cluster) Fresh() bool { return !c.existing.Load() }
 
 // Leader returns the current leader's ID and address as this member knows
 // them, empty if none.
@@ -273,7 +275,7 @@ func (c *Cluster) IsLeader() bool { return c.isLeader() }
 // registers it as a host. It refuses (ErrAlreadyBootstrapped) on a member
 // that already has state: a restarted member rejoins on its own.
 func (c *Cluster) Bootstrap(ctx context.Context) error {
-	if c.existing {
+	if c.existing.Load() {
 		return fmt.Errorf("ha: bootstrap member %s: %w; it rejoins from its data directory on its own", c.cfg.ID, ErrAlreadyBootstrapped)
 	}
 	f := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
@@ -285,7 +287,7 @@ func (c *Cluster) Bootstrap(ctx context.Context) error {
 		}
 		return fmt.Errorf("ha: bootstrap member %s: %w", c.cfg.ID, err)
 	}
-	c.existing = true
+	c.existing.Store(true)
 	role := c.cfg.Role
 	if role == RoleNonVoter {
 		role = RoleVoter // the first member must vote

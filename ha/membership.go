@@ -25,7 +25,7 @@ import (
 // state (restarted on its data directory) is a member already:
 // ErrAlreadyBootstrapped.
 func (c *Cluster) Join(ctx context.Context, addrs ...string) error {
-	if c.existing {
+	if c.existing.Load() {
 		return fmt.Errorf("ha: join member %s: %w; it rejoins from its data directory on its own", c.cfg.ID, ErrAlreadyBootstrapped)
 	}
 	if len(addrs) == 0 {
@@ -47,7 +47,7 @@ func (c *Cluster) Join(ctx context.Context, addrs ...string) error {
 					break
 				}
 				if resp.Err == "" {
-					c.existing = true
+					c.existing.Store(true)
 					c.log.Info("joined cluster", "via", addr)
 					return nil
 				}

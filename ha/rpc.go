@@ -21,7 +21,7 @@ import (
 // and how many idle connections a caller keeps per peer.
 const (
 	rpcIdle    = 90 * time.Second
-	rpcMaxIdle = 8
+	rpcMaxIdle = 32
 )
 
 const (
