@@ -24,6 +24,7 @@ type Hypervisor struct {
 	dialTimeout  time.Duration
 	maxBackoff   time.Duration
 	pollEvery    time.Duration
+	retryConnect bool
 
 	mu     sync.Mutex
 	conn   *connRef // nil while disconnected
@@ -59,6 +60,13 @@ func WithReconnectBackoff(max time.Duration) Option {
 	return func(h *Hypervisor) { h.maxBackoff = max }
 }
 
+// WithRetryConnect makes Open succeed even when libvirt does not answer yet,
+// for a daemon that may start before libvirtd: calls fail with
+// xenctl.ErrUnavailable until the first connection, which watchers see as
+// EventReconnected with the inventory. A URI that can never connect is then
+// retried forever rather than reported.
+func WithRetryConnect() Option { return func(h *Hypervisor) { h.retryConnect = true } }
+
 // WithPollInterval sets how often Shutdown polls the guest's state and Migrate
 // polls job progress (default 100 ms).
 func WithPollInterval(d time.Duration) Option { return func(h *Hypervisor) { h.pollEvery = d } }
@@ -85,11 +93,15 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) 
 		return nil, fmt.Errorf("libvirt %s: %w: starting the event loop: %v", uri, xenctl.ErrUnavailable, err)
 	}
 	c, driver, err := h.dial(ctx, 1)
-	if err != nil {
+	switch {
+	case err == nil:
+		h.conn, h.gen, h.driver = c, 1, driver
+	case h.retryConnect:
+		h.log.Warn("libvirt not reachable yet; retrying in the background", "uri", uri, "err", err)
+	default:
 		h.endLife()
 		return nil, err
 	}
-	h.conn, h.gen, h.driver = c, 1, driver
 	h.wg.Add(2)
 	go h.monitor()
 	go h.dispatch()
@@ -166,64 +178,80 @@ func (h *Hypervisor) connectionLost(gen uint64) {
 
 // monitor replaces a broken connection. It reports EventDisconnected once per
 // loss and EventReconnected, with the inventory, once a new connection
-// answers.
+// answers. It starts by connecting if Open left the Hypervisor unconnected.
 func (h *Hypervisor) monitor() {
 	defer h.wg.Done()
+	h.mu.Lock()
+	connected := h.conn != nil
+	h.mu.Unlock()
 	for {
-		select {
-		case <-h.done:
-			return
-		case <-h.lost:
-		}
-		h.mu.Lock()
-		old := h.conn
-		h.conn = nil
-		gen := h.gen
-		h.mu.Unlock()
-		if old == nil {
-			continue
-		}
-		h.queue.push(queued{gen: gen, kind: xenctl.EventDisconnected})
-		go old.release()
-		backoff := 50 * time.Millisecond
-		for {
+		if connected {
 			select {
 			case <-h.done:
 				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, h.maxBackoff)
-			ctx, cancel := context.WithTimeout(h.life, h.dialTimeout)
-			c, driver, err := h.dial(ctx, gen+1)
-			if err != nil {
-				cancel()
-				h.log.Debug("libvirt reconnect failed", "uri", h.uri, "err", err)
-				continue
+			case <-h.lost:
 			}
 			h.mu.Lock()
-			if h.closed {
-				h.mu.Unlock()
-				cancel()
-				c.release()
-				return
-			}
-			gen++
-			h.conn, h.gen, h.driver = c, gen, driver
+			old := h.conn
+			h.conn = nil
+			gen := h.gen
 			h.mu.Unlock()
-			inv, err := h.Domains(ctx)
-			cancel()
-			if err != nil {
-				h.log.Debug("libvirt inventory after reconnect failed", "uri", h.uri, "err", err)
-				h.mu.Lock()
-				h.conn = nil
-				h.mu.Unlock()
-				go c.release()
+			if old == nil {
 				continue
 			}
-			h.log.Info("libvirt reconnected", "uri", h.uri, "domains", len(inv))
-			h.queue.push(queued{gen: gen, kind: xenctl.EventReconnected, inventory: inv})
-			break
+			h.queue.push(queued{gen: gen, kind: xenctl.EventDisconnected})
+			go old.release()
 		}
+		if !h.reconnect() {
+			return
+		}
+		connected = true
+	}
+}
+
+// reconnect dials with backoff until a connection answers with an inventory,
+// or the Hypervisor is closed (false).
+func (h *Hypervisor) reconnect() bool {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-h.done:
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, h.maxBackoff)
+		h.mu.Lock()
+		gen := h.gen + 1
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(h.life, h.dialTimeout)
+		c, driver, err := h.dial(ctx, gen)
+		if err != nil {
+			cancel()
+			h.log.Debug("libvirt reconnect failed", "uri", h.uri, "err", err)
+			continue
+		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			cancel()
+			c.release()
+			return false
+		}
+		h.conn, h.gen, h.driver = c, gen, driver
+		h.mu.Unlock()
+		inv, err := h.Domains(ctx)
+		cancel()
+		if err != nil {
+			h.log.Debug("libvirt inventory after reconnect failed", "uri", h.uri, "err", err)
+			h.mu.Lock()
+			h.conn = nil
+			h.mu.Unlock()
+			go c.release()
+			continue
+		}
+		h.log.Info("libvirt connected", "uri", h.uri, "domains", len(inv))
+		h.queue.push(queued{gen: gen, kind: xenctl.EventReconnected, inventory: inv})
+		return true
 	}
 }
 

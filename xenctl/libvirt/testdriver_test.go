@@ -79,3 +79,41 @@ func TestTestDriverNoMigration(t *testing.T) {
 		t.Fatalf("after refused migration: %+v, %v", d, err)
 	}
 }
+
+// TestRetryConnect starts a Hypervisor before its "libvirtd" (a test-driver
+// host file that does not exist yet): calls say unavailable, and the first
+// connection reaches watchers as EventReconnected.
+func TestRetryConnect(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "late.xml")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := libvirt.Open(ctx, "test://"+p); !errors.Is(err, xenctl.ErrUnavailable) {
+		t.Fatalf("Open of an absent host = %v, want ErrUnavailable", err)
+	}
+	h, err := libvirt.Open(ctx, "test://"+p, libvirt.WithRetryConnect(), libvirt.WithReconnectBackoff(20*time.Millisecond))
+	if err != nil {
+		t.Fatalf("Open with retry: %v", err)
+	}
+	defer h.Close()
+	if _, err := h.Domains(ctx); !errors.Is(err, xenctl.ErrUnavailable) {
+		t.Fatalf("Domains before the host exists = %v, want ErrUnavailable", err)
+	}
+	events, err := h.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(testHostXML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Kind != xenctl.EventReconnected || len(ev.Inventory) != 0 {
+			t.Fatalf("first event %+v; want EventReconnected with an empty inventory", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no EventReconnected within a minute of the host appearing")
+	}
+	if _, err := h.Domains(ctx); err != nil {
+		t.Fatalf("Domains once connected: %v", err)
+	}
+}
