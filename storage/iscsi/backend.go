@@ -248,7 +248,10 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 		}
 		return storage.Source{}, b.fail(vol, op, err)
 	}
+	// Fields change under both locks, so readers may hold either.
+	b.mu.Lock()
 	st.highest, st.attached, st.gen, st.src = vol.Generation, true, vol.Generation, src
+	b.mu.Unlock()
 	b.log.LogAttrs(ctx, slog.LevelInfo, "iscsi volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -295,8 +298,10 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 			return b.fail(vol, "detach", err)
 		}
 	}
+	b.mu.Lock()
 	st.attached = false
 	st.src = storage.Source{}
+	b.mu.Unlock()
 	return nil
 }
 

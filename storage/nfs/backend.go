@@ -244,7 +244,9 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 		if err != nil {
 			return storage.Source{}, b.fail(vol, "mount", err)
 		}
+		b.mu.Lock()
 		st.mountDir = dir
+		b.mu.Unlock()
 	} else {
 		if err := b.probeShare(ctx, s); err != nil {
 			return storage.Source{}, b.fail(vol, "probe", err)
@@ -258,7 +260,11 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 			Hosts: []storage.HostPort{{Host: s.server}},
 		}
 	}
+	// Fields change under both locks, so readers may hold either (Health
+	// must not wait behind a hung mount for the volume lock).
+	b.mu.Lock()
 	st.highest, st.attached, st.gen, st.src = vol.Generation, true, vol.Generation, src
+	b.mu.Unlock()
 	b.log.LogAttrs(ctx, slog.LevelInfo, "nfs volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -281,7 +287,9 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 			return b.fail(vol, "umount", err)
 		}
 	}
+	b.mu.Lock()
 	st.attached, st.src, st.mountDir = false, storage.Source{}, ""
+	b.mu.Unlock()
 	return nil
 }
 

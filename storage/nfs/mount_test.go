@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -188,4 +189,43 @@ func TestParseMounts(t *testing.T) {
 	if _, err := nfs.ParseMounts(strings.NewReader("only three fields\n")); err == nil {
 		t.Fatal("a malformed line was accepted")
 	}
+}
+
+// TestConcurrentHealthAndAttach runs Health against attach/detach cycles of
+// the same volume; -race checks the state they share.
+func TestConcurrentHealthAndAttach(t *testing.T) {
+	r := run.NewReplay(
+		run.Step{Name: "mount", Args: []string{"..."}},
+		run.Step{Name: "umount", Args: []string{"*"}},
+	)
+	r.Repeat = true
+	b, _ := mountHost(t, r, "", true)
+	vol := mountVolume("nolock")
+	// The probe half of Health goes to a closed loopback port and fails
+	// fast; the bounded stat half reads the attached state.
+	vol.Params[nfs.ParamServer] = "127.0.0.1"
+	vol.Params[nfs.ParamPortmapPort] = strconv.Itoa(freePort(t))
+	ctx := context.Background()
+	done := make(chan struct{})
+	hv := vol
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			err := b.Health(ctx, hv)
+			if !errors.Is(err, storage.ErrUnreachable) {
+				t.Errorf("health: %v", err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		vol.Generation = uint64(10 + i)
+		if _, err := b.Attach(ctx, vol); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Detach(ctx, vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
 }
