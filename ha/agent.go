@@ -142,6 +142,7 @@ func (f *failover) capacity(ctx context.Context) *Capacity {
 
 // view is what one round needs from the replicated state, copied out.
 type view struct {
+	index     uint64 // the state index read
 	hostEpoch uint64
 	hostState HostState
 	desired   map[string]*VM
@@ -154,6 +155,7 @@ func (a *agent) view() view {
 	v := view{desired: map[string]*VM{}, managed: map[string]bool{}, vms: map[string]VM{}, volumes: map[string]Volume{}}
 	self := a.f.cfg.ID
 	a.f.c.read(func(s *State) {
+		v.index = s.Index
 		if h := s.Hosts[self]; h != nil {
 			v.hostEpoch, v.hostState = h.Epoch, h.State
 		}
@@ -387,7 +389,8 @@ func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string
 		if at, ok := a.attached[name]; ok && v.desired[name] != nil {
 			o.Attached = at
 		}
-		if cur.Host == a.f.cfg.ID && cur.State == o.State {
+		stale := v.vms[name].Host == "" && cur.ViewIndex < v.vms[name].Released
+		if cur.Host == a.f.cfg.ID && cur.State == o.State && !stale {
 			continue
 		}
 		if cur.Host != a.f.cfg.ID && !o.State.Active() && v.vms[name].Host != a.f.cfg.ID {
@@ -403,7 +406,7 @@ func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string
 		defer a.reporting.Store(false)
 		rctx, cancel := context.WithTimeout(ctx, a.f.cfg.Lease)
 		defer cancel()
-		if _, err := a.f.c.propose(rctx, &observedCmd{Host: a.f.cfg.ID, Epoch: epoch, VMs: out}); err != nil {
+		if _, err := a.f.c.propose(rctx, &observedCmd{Host: a.f.cfg.ID, Epoch: epoch, View: v.index, VMs: out}); err != nil {
 			a.f.log.Debug("observed-state report failed; resent next round", "err", err)
 			return
 		}

@@ -310,18 +310,27 @@ type assignCmd struct {
 
 func (c *assignCmd) kind() string { return "vm.assign" }
 
-// mayLeave reports whether vm may be taken from its current host: it has
-// none, its host left or was fenced at a newer epoch than the VM's, or its
-// host reported it stopped (and will not start it again, because it is no
-// longer assigned there once this commits).
+// mayLeave reports whether vm may be given to another host. A VM with a
+// host may leave it only when that host left, or was fenced after it was
+// given the VM (its epoch moved past the VM's). A VM without a host (never
+// placed, released, or taken from a fenced host) may go anywhere unless the
+// host it was last seen on is alive and has not reported it stopped from a
+// view that includes the release.
 func mayLeave(s *State, vm *VM) error {
 	if vm.Host == "" {
-		// Released or never placed: it must not still run where it was seen.
 		o := vm.Observed
-		if o.Host != "" && o.State.Active() {
-			if oh := s.Hosts[o.Host]; oh != nil && oh.State != HostLeft && !(oh.State == HostFenced && oh.Epoch > vm.OwnerEpoch) {
-				return fmt.Errorf("VM %s is still %s on host %s: wait until it stopped there", vm.Name, o.State, o.Host)
-			}
+		if o.Host == "" {
+			return nil
+		}
+		oh := s.Hosts[o.Host]
+		if oh == nil || oh.State == HostLeft || (oh.Epoch > vm.OwnerEpoch && oh.State == HostFenced) {
+			return nil
+		}
+		if o.State.Active() || o.State == xenctl.StateUnknown {
+			return fmt.Errorf("VM %s is still %s on host %s: wait until it stopped there", vm.Name, o.State, o.Host)
+		}
+		if o.ViewIndex < vm.Released {
+			return fmt.Errorf("VM %s: host %s has not yet reported it stopped since it was released (index %d): wait for its report", vm.Name, o.Host, vm.Released)
 		}
 		return nil
 	}
@@ -332,10 +341,8 @@ func mayLeave(s *State, vm *VM) error {
 	case h.Epoch > vm.OwnerEpoch:
 		// The host was fenced after it was given the VM: a proof is committed.
 		return nil
-	case vm.Observed.Host == vm.Host && !vm.Observed.State.Active() && vm.Observed.State != xenctl.StateUnknown:
-		return nil
 	}
-	return fmt.Errorf("VM %s is on host %s (%s, epoch %d) which was not fenced and still runs it: fence the host or release the VM first",
+	return fmt.Errorf("VM %s is on host %s (%s, epoch %d) which was not fenced: fence the host or release the VM first",
 		vm.Name, vm.Host, h.State, h.Epoch)
 }
 
@@ -407,7 +414,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		vm := s.VMs[name]
 		vm.Pending = c.Unplaced[name]
 		if vm.Host != "" && mayLeave(s, vm) == nil {
-			vm.Host = ""
+			vm.Host, vm.Released = "", m.Index
 		}
 		for _, inc := range s.openIncidentsWith(name) {
 			inc.note("%s waits: %s", name, vm.Pending)
@@ -440,6 +447,7 @@ type ObservedVM struct {
 type observedCmd struct {
 	Host  string       `json:"host"`
 	Epoch uint64       `json:"epoch"`
+	View  uint64       `json:"view"` // the state index the agent acted on
 	VMs   []ObservedVM `json:"vms"`
 }
 
@@ -465,7 +473,7 @@ func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
 		if vm.Host != c.Host && vm.Observed.Host != c.Host && !o.State.Active() {
 			continue
 		}
-		vm.Observed = Observed{Host: c.Host, State: o.State, Reason: o.Reason, Time: m.At}
+		vm.Observed = Observed{Host: c.Host, State: o.State, Reason: o.Reason, Time: m.At, ViewIndex: c.View}
 		if vm.Host != c.Host {
 			continue
 		}
@@ -520,6 +528,9 @@ func (c *restartCmd) apply(s *State, m applyMeta) (any, error) {
 		return nil, refuse("VM %s moved or was restarted meanwhile", c.VM)
 	}
 	vm.LocalRestarts++
+	// The crash is answered: until the host reports again, the leader must
+	// not count the same crash twice.
+	vm.Observed = Observed{Host: c.Host, State: xenctl.StateUnknown, Reason: "local restart granted", Time: m.At}
 	return vm.LocalRestarts, nil
 }
 
@@ -551,7 +562,7 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 			return nil, refuse("host %s (%s, %s) cannot receive VM %s", c.MoveTo, t.Role, t.State, c.VM)
 		}
 	}
-	vm.Host = ""
+	vm.Host, vm.Released = "", m.Index
 	vm.MoveTo = c.MoveTo
 	vm.Pending = "moving: " + c.Reason
 	return nil, nil

@@ -196,7 +196,11 @@ func TestFailoverCommandsReleaseWaitsForStop(t *testing.T) {
 	w.refused(&releaseCmd{VM: "b", Host: "h2", MoveTo: "w"}, nil)
 	w.must(&releaseCmd{VM: "b", Host: "h2", MoveTo: "h3", Reason: "migrate"})
 	w.refused(&assignCmd{Moves: []Assignment{{"b", "h3"}}}, nil) // still running on h2
-	w.must(&observedCmd{Host: "h2", Epoch: 0, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
+	// A report from a view older than the release proves nothing: h2 may
+	// have started it again after looking.
+	w.must(&observedCmd{Host: "h2", Epoch: 0, View: 1, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "h3"}}}, nil)
+	w.must(&observedCmd{Host: "h2", Epoch: 0, View: w.index, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
 	w.must(&assignCmd{Moves: []Assignment{{"b", "h3"}}, Reason: "migrate"})
 	// The old host's later word that it is shut off is ignored; its word that
 	// it runs it is not.
@@ -214,9 +218,13 @@ func TestFailoverCommandsLocalRestart(t *testing.T) {
 	if n := w.s.VMs["a"].LocalRestarts; n != 1 {
 		t.Fatalf("LocalRestarts = %d, want 1", n)
 	}
-	// Relocation from a healthy host needs the host's word that it stopped.
+	// Relocation from a healthy host: even its word that the VM crashed
+	// does not let the VM move; a release and a later report do.
+	w.must(&observedCmd{Host: "h1", Epoch: 0, View: w.index, VMs: []ObservedVM{{VM: "a", State: xenctl.StateCrashed}}})
 	w.refused(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "relocate"}, nil)
-	w.must(&observedCmd{Host: "h1", Epoch: 0, VMs: []ObservedVM{{VM: "a", State: xenctl.StateCrashed}}})
+	w.must(&releaseCmd{VM: "a", Host: "h1", MoveTo: "h2", Reason: "crashed"})
+	w.refused(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "relocate"}, nil)
+	w.must(&observedCmd{Host: "h1", Epoch: 0, View: w.index, VMs: []ObservedVM{{VM: "a", State: xenctl.StateCrashed}}})
 	w.must(&assignCmd{Moves: []Assignment{{"a", "h2"}}, Reason: "relocate"})
 	if n := w.s.VMs["a"].LocalRestarts; n != 0 {
 		t.Fatalf("LocalRestarts = %d after relocation, want 0", n)

@@ -120,6 +120,12 @@ func (d *detector) verdictLocked(host string, now time.Time) Verdict {
 	if d.leader.IsZero() {
 		return v
 	}
+	max := func(a, b time.Time) time.Time {
+		if a.After(b) {
+			return a
+		}
+		return b
+	}
 	last, seen := d.last[host]
 	from := d.leader
 	if seen && last.After(from) {
@@ -127,10 +133,12 @@ func (d *detector) verdictLocked(host string, now time.Time) Verdict {
 	}
 	v.Silence = now.Sub(from)
 	dead := v.Silence > d.t.DeadTime
-	// A host this member has never heard from gets InitDead from the
-	// member's start: it may still be booting. A host it has heard from
-	// gets no such grace, so a new leader does not delay a failover.
-	if !seen && now.Sub(d.started) <= d.t.InitDead {
+	// A host not heard from since this member started or became leader gets
+	// InitDead from that instant: it may still be booting, or still be
+	// finding the new leader to send its renewals to. That delays the
+	// failover of a host that died with the old leader by InitDead, and
+	// spares live hosts a fence after every election.
+	if grace := max(d.started, d.leader); (!seen || !last.After(grace)) && now.Sub(grace) <= d.t.InitDead {
 		dead = false
 	}
 	switch {

@@ -34,9 +34,9 @@ var fastTimings = timings{
 func TestDetectorSilenceThresholds(t *testing.T) {
 	clk := newFakeClock()
 	d := newDetector(fastTimings, clk.Now)
+	d.becameLeader()
 	clk.Advance(2 * time.Second) // past InitDead
 	d.renewed("h1")
-	d.becameLeader()
 	steps := []struct {
 		advance time.Duration
 		renew   bool
@@ -64,12 +64,15 @@ func TestDetectorSilenceThresholds(t *testing.T) {
 }
 
 // A new leader never counts silence from before its election, even if its
-// record of a host is old: its view of the log may have lagged.
+// record of a host is old: its view of the log may have lagged. A host it
+// has not heard from since the election gets InitDead to find the new
+// leader; one it has heard from is judged by DeadTime.
 func TestDetectorCountsFromElection(t *testing.T) {
 	clk := newFakeClock()
 	d := newDetector(fastTimings, clk.Now)
 	clk.Advance(2 * time.Second)
 	d.renewed("h1")
+	d.renewed("h2")
 	clk.Advance(5 * time.Second)
 	if v := d.verdict("h1"); v.Health != HealthOK || v.Silence != 0 {
 		t.Fatalf("follower verdict %+v, want OK and no silence", v)
@@ -78,9 +81,18 @@ func TestDetectorCountsFromElection(t *testing.T) {
 	if v := d.verdict("h1"); v.Health != HealthOK {
 		t.Fatalf("just elected: %+v, want OK", v)
 	}
+	clk.Advance(100 * time.Millisecond)
+	d.renewed("h2")
 	clk.Advance(401 * time.Millisecond)
-	if v := d.verdict("h1"); v.Health != HealthDead || v.Reassignable {
-		t.Fatalf("401ms after election: %+v, want dead, not yet reassignable", v)
+	if v := d.verdict("h2"); v.Health != HealthDead {
+		t.Fatalf("h2, heard after the election, silent 401ms: %+v, want dead", v)
+	}
+	if v := d.verdict("h1"); v.Health != HealthWarn || v.Reassignable {
+		t.Fatalf("h1, not heard since the election, 501ms: %+v, want a warning only (InitDead)", v)
+	}
+	clk.Advance(500 * time.Millisecond)
+	if v := d.verdict("h1"); v.Health != HealthDead || !v.Reassignable {
+		t.Fatalf("h1 past InitDead: %+v, want dead and reassignable", v)
 	}
 	d.lostLeadership()
 	if v := d.verdict("h1"); v.Health != HealthOK {

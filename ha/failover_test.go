@@ -154,10 +154,17 @@ func TestFailoverFenceFailsNoRecovery(t *testing.T) {
 	}
 }
 
-// A partitioned minority host isolates its VMs before its lease ends; the
-// majority restarts them only after the lease and the fence.
+// A partitioned minority host isolates its VMs before its lease ends (by
+// pausing them, the default, or destroying them); the majority restarts
+// them only after the lease and the fence.
 func TestFailoverPartitionIsolation(t *testing.T) {
-	w := hatest.NewWorld(t, 3)
+	for _, resp := range []ha.IsolationAction{ha.IsolatePause, ha.IsolateDestroy} {
+		t.Run(string(resp), func(t *testing.T) { testPartitionIsolation(t, resp) })
+	}
+}
+
+func testPartitionIsolation(t *testing.T, resp ha.IsolationAction) {
+	w := hatest.NewWorld(t, 3, hatest.Configure(func(i int, cfg *ha.Config) { cfg.IsolationResponse.Action = resp }))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -195,8 +202,9 @@ func TestFailoverPartitionIsolation(t *testing.T) {
 	if g := w.Host(victim).Guard.State(); g.Mode != netguard.BlockAll {
 		t.Errorf("isolated host's guard is %s, want block-all", g.Mode)
 	}
-	if n := hv.CallCount(xenctltest.MethodDestroy); n == 0 {
-		t.Errorf("the isolated host destroyed nothing (isolation response destroy)")
+	method := map[ha.IsolationAction]xenctltest.Method{ha.IsolatePause: xenctltest.MethodSuspend, ha.IsolateDestroy: xenctltest.MethodDestroy}[resp]
+	if n := hv.CallCount(method); n < len(onVictim) {
+		t.Errorf("the isolated host made %d %s calls, want %d (isolation response %s)", n, method, len(onVictim), resp)
 	}
 	for _, vm := range onVictim {
 		if _, err := w.WaitRunning(ctx, vm, victim); err != nil {

@@ -120,7 +120,14 @@ func place(s *State, want []string) Placement {
 	}
 
 	for _, vm := range vms {
-		host, reason := pick(vm, room, ids)
+		// A VM relocated from a healthy host (it kept crashing there) must
+		// land elsewhere; one whose host was fenced and came back at a new
+		// epoch may return to it.
+		avoid := ""
+		if h := s.Hosts[vm.Host]; h != nil && vm.OwnerEpoch == h.Epoch {
+			avoid = vm.Host
+		}
+		host, reason := pick(vm, room, ids, avoid)
 		if host == nil {
 			out.Unplaced[vm.Name] = reason
 			continue
@@ -138,7 +145,10 @@ func place(s *State, want []string) Placement {
 // pick chooses a host for vm: the first preferred host that fits, else the
 // host with the most free memory (spreading load, ties by name). It returns
 // nil and a reason a person can act on when none fits.
-func pick(vm *VM, room map[string]*hostRoom, ids []string) (*hostRoom, string) {
+func pick(vm *VM, room map[string]*hostRoom, ids []string, avoid string) (*hostRoom, string) {
+	if avoid != "" {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == avoid })
+	}
 	if len(ids) == 0 {
 		return nil, "no eligible host: every host is a witness or is suspect, fenced, in maintenance or not yet online"
 	}

@@ -171,11 +171,25 @@ func TestPlaceChargesStayingVMsAndPlacesWhenRoomAppears(t *testing.T) {
 	if want := []Assignment{{"new", "h2"}}; !reflect.DeepEqual(p.Assign, want) {
 		t.Fatalf("after room appeared: assign = %v, want %v", p.Assign, want)
 	}
-	// Moving big1 itself: its own room on h1 counts as free.
+	// A VM relocated from a healthy host (same epoch) never lands there
+	// again; its own room there does not count against the others.
+	s.VMs["big2"].Stopped = false
+	s.VMs["new"].Stopped = true
+	p = place(s, []string{"big1"})
+	if len(p.Assign) != 0 {
+		t.Fatalf("big1 relocated to %v although h2 is full and h1 is where it came from", p.Assign)
+	}
+	s.VMs["big2"].Stopped = true
+	p = place(s, []string{"big1"})
+	if want := []Assignment{{"big1", "h2"}}; !reflect.DeepEqual(p.Assign, want) {
+		t.Fatalf("relocation: assign = %v, want %v", p.Assign, want)
+	}
+	// After a fence and re-registration (new epoch) it may go back.
+	s.Hosts["h1"].Epoch = 1
 	s.Hosts["h2"].State = HostFenced
-	p = place(s, []string{"big1", "new"})
-	if len(p.Assign) != 1 || p.Assign[0].Host != "h1" {
-		t.Fatalf("assign = %v, want one VM on h1", p.Assign)
+	p = place(s, []string{"big1"})
+	if want := []Assignment{{"big1", "h1"}}; !reflect.DeepEqual(p.Assign, want) {
+		t.Fatalf("after re-registration: assign = %v, want %v", p.Assign, want)
 	}
 }
 

@@ -403,8 +403,17 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 				if _, err := f.c.propose(ctx, &restartCmd{VM: name, Host: vm.Host, Count: vm.LocalRestarts}); err != nil {
 					f.log.Debug("local restart grant failed", "vm", name, "err", err)
 				}
-			} else {
-				want = append(want, name)
+				continue
+			}
+			// Restarted here often enough: relocate. The VM is released
+			// first, and placed once this host reports it stopped.
+			p := place(s, []string{name})
+			if len(p.Assign) == 0 {
+				continue
+			}
+			reason := fmt.Sprintf("stopped %d times on %s", vm.LocalRestarts+1, vm.Host)
+			if _, err := f.c.propose(ctx, &releaseCmd{VM: name, Host: vm.Host, MoveTo: p.Assign[0].Host, Reason: reason}); err != nil {
+				f.log.Debug("relocation release failed", "vm", name, "err", err)
 			}
 		}
 	}

@@ -103,6 +103,10 @@ type Observed struct {
 	State  xenctl.State `json:"state"`
 	Reason string       `json:"reason,omitempty"`
 	Time   time.Time    `json:"time"`
+	// ViewIndex is the state index the reporting host's agent had applied
+	// when it looked: a report made before a release does not prove that the
+	// host will not start the VM again.
+	ViewIndex uint64 `json:"view_index,omitempty"`
 }
 
 // VM is one protected virtual machine.
@@ -121,9 +125,13 @@ type VM struct {
 	Pending string `json:"pending,omitempty"`
 	// MoveTo is an operator's wish (Migrate, maintenance) that the VM run on
 	// that host next; placement honours it when the host has room.
-	MoveTo        string   `json:"move_to,omitempty"`
-	LocalRestarts int      `json:"local_restarts"`
-	Observed      Observed `json:"observed"`
+	MoveTo        string `json:"move_to,omitempty"`
+	LocalRestarts int    `json:"local_restarts"`
+	// Released is the log index at which the VM was last taken off a
+	// healthy host (migration, drain, relocation); it may run elsewhere
+	// only after that host reported it stopped from a view at least this new.
+	Released uint64   `json:"released,omitempty"`
+	Observed Observed `json:"observed"`
 }
 
 // Volume is a VM disk and its single writer.

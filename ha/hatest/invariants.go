@@ -34,6 +34,9 @@ type Invariants struct {
 	samples    int
 	last       map[string]runAt // VM → where it last ran
 	state      *ha.State        // the freshest replicated state read
+	// pausedWhileElsewhere: VM → hosts that held a paused copy while the VM
+	// executed elsewhere; that copy must never execute again.
+	pausedWhileElsewhere map[string]map[string]bool
 }
 
 type runAt struct {
@@ -49,7 +52,8 @@ func (w *World) CheckInvariants(t interface {
 	Logf(string, ...any)
 	Helper()
 }) *Invariants {
-	inv := &Invariants{w: w, stop: make(chan struct{}), done: make(chan struct{}), last: map[string]runAt{}}
+	inv := &Invariants{w: w, stop: make(chan struct{}), done: make(chan struct{}), last: map[string]runAt{},
+		pausedWhileElsewhere: map[string]map[string]bool{}}
 	go inv.run()
 	t.Cleanup(func() {
 		inv.Stop()
@@ -110,7 +114,7 @@ func (inv *Invariants) sample() {
 	inv.samples++
 	// The hypervisors and guards are read on every sample (cheap); the
 	// replicated state only every few samples and whenever a VM moved.
-	if inv.state == nil || inv.samples%20 == 0 {
+	if inv.state == nil || inv.samples%100 == 0 {
 		if s := w.freshestState(); s != nil {
 			inv.state = s
 		}
@@ -131,6 +135,7 @@ func (inv *Invariants) sample() {
 	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
 		vm := s.VMs[name]
 		on := w.Hyper.Running(name)
+		inv.checkPaused(name, on)
 		if len(on) == 1 {
 			host := on[0]
 			prev, seen := inv.last[name]
@@ -171,6 +176,33 @@ func (inv *Invariants) sample() {
 			if len(owners) > 1 {
 				inv.fail("single network owner: VM %s MAC %s passes on %v", name, m, owners)
 			}
+		}
+	}
+}
+
+// checkPaused records paused copies of vm held while it executes elsewhere,
+// and fails if such a copy executes again.
+func (inv *Invariants) checkPaused(vm string, executing []string) {
+	active := inv.w.Hyper.Active(vm)
+	marks := inv.pausedWhileElsewhere[vm]
+	for host := range marks {
+		if !slices.Contains(active, host) {
+			delete(marks, host) // destroyed or powered off: harmless now
+		} else if slices.Contains(executing, host) {
+			inv.fail("paused copy resumed: VM %s executes on %s again after it ran elsewhere", vm, host)
+			delete(marks, host)
+		}
+	}
+	if len(executing) == 0 {
+		return
+	}
+	for _, host := range active {
+		if !slices.Contains(executing, host) {
+			if marks == nil {
+				marks = map[string]bool{}
+				inv.pausedWhileElsewhere[vm] = marks
+			}
+			marks[host] = true
 		}
 	}
 }

@@ -71,7 +71,7 @@ func HostSize(i int, memKiB uint64, cpus int) WorldOption {
 // (default: succeed after 50 ms, like a fast BMC).
 func FenceBehavior(b fencetest.Behavior) WorldOption { return func(o *worldOptions) { o.fence = b } }
 
-// Profile sets the members' base configuration (default ha.FastLAN()).
+// Profile sets the members' base configuration (default SharedCPU()).
 func Profile(cfg ha.Config) WorldOption { return func(o *worldOptions) { o.profile = &cfg } }
 
 // Configure adjusts member i's configuration after the world wired it.
@@ -82,6 +82,20 @@ func Configure(fn func(i int, cfg *ha.Config)) WorldOption {
 // ClusterOptions passes options to the underlying New.
 func ClusterOptions(opts ...Option) WorldOption {
 	return func(o *worldOptions) { o.cluster = append(o.cluster, opts...) }
+}
+
+// SharedCPU is ha.FastLAN with failure detection relaxed for test machines
+// whose CPUs are shared and slowed by the race detector: a member starved
+// for half a second must not be fenced. Raft timings stay FastLAN's.
+func SharedCPU() ha.Config {
+	c := ha.FastLAN()
+	c.WarnTime = 600 * time.Millisecond
+	c.DeadTime = 1200 * time.Millisecond
+	c.Lease = 2 * time.Second
+	c.ReassignAfter = 2200 * time.Millisecond
+	c.IsolationLead = 400 * time.Millisecond
+	c.InitDead = 3 * time.Second
+	return c
 }
 
 // FakeKind is the storage.Volume.Kind served by the world's shared store.
@@ -108,10 +122,11 @@ func NewWorld(t testing.TB, n int, opts ...WorldOption) *World {
 		w.Fencer.AddHost(fmt.Sprintf("h%d", i+1), wo.fence)
 	}
 	w.Fencer.SetOnFence(w.powerOff) // the proof comes only once the power is off
-	copts := append([]Option{WithInsecure(), WithConfig(w.configure)}, wo.cluster...)
+	profile := SharedCPU()
 	if wo.profile != nil {
-		copts = append(copts, WithProfile(*wo.profile))
+		profile = *wo.profile
 	}
+	copts := append([]Option{WithInsecure(), WithConfig(w.configure), WithProfile(profile)}, wo.cluster...)
 	w.Cluster = New(t, n, copts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -383,7 +398,7 @@ func (w *World) Describe() string {
 	}
 	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
 		vm := s.VMs[name]
-		fmt.Fprintf(&b, "vm %s host=%s epoch=%d pending=%q observed=%s@%s running-on=%v\n", name, vm.Host, vm.OwnerEpoch, vm.Pending, vm.Observed.State, vm.Observed.Host, w.Hyper.Running(name))
+		fmt.Fprintf(&b, "vm %s host=%s epoch=%d restarts=%d pending=%q observed=%s@%s(%s) running-on=%v\n", name, vm.Host, vm.OwnerEpoch, vm.LocalRestarts, vm.Pending, vm.Observed.State, vm.Observed.Host, vm.Observed.Reason, w.Hyper.Running(name))
 	}
 	return b.String()
 }

@@ -1,0 +1,258 @@
+package ha_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/fence/fencetest"
+	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/hatest"
+	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/xenctltest"
+)
+
+// The leader dies in the middle of an incident; the next leader finishes it
+// from the replicated state, and recovers the old leader's VMs too.
+func TestFailoverLeaderCrashMidIncident(t *testing.T) {
+	w := hatest.NewWorld(t, 5)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(10)...); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	leader := w.ID(l)
+	victim := w.ID((l + 1) % 5)
+	moving := append(w.VMsOn(victim), w.VMsOn(leader)...)
+	// Slow fencing keeps the incident open long enough to lose the leader.
+	w.Fencer.Script(victim, fencetest.Succeed().WithLatency(400*time.Millisecond))
+	w.Kill(w.Index(victim))
+	if err := w.Wait(ctx, victim+" suspect", func(s *ha.State) bool { return s.Hosts[victim].State == ha.HostSuspect }); err != nil {
+		t.Fatal(err)
+	}
+	w.Kill(l)
+	for _, vm := range moving {
+		host, err := w.WaitRunning(ctx, vm, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host == victim || host == leader {
+			t.Fatalf("VM %s on dead host %s", vm, host)
+		}
+	}
+	s := w.State()
+	fenced := map[string]int{}
+	for _, f := range s.Fences {
+		fenced[f.Host]++
+	}
+	if fenced[victim] != 1 || fenced[leader] != 1 {
+		t.Fatalf("fence records per host %v, want one each for %s and %s", fenced, victim, leader)
+	}
+}
+
+// Two hosts and a witness: either host's death is recovered on the other.
+func TestFailoverTwoHostsAndWitness(t *testing.T) {
+	w := hatest.NewWorld(t, 3, hatest.Witness(2))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.VMsOn("h3"); len(got) != 0 {
+		t.Fatalf("the witness was given VMs %v", got)
+	}
+	for _, victim := range []int{0, 1} {
+		survivor := w.ID(1 - victim)
+		w.Kill(victim)
+		for _, vm := range testVMs(4) {
+			host, err := w.WaitRunning(ctx, vm.Name, w.ID(victim))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if host != survivor {
+				t.Fatalf("VM %s on %s, want %s", vm.Name, host, survivor)
+			}
+		}
+		if err := w.Revive(victim); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WaitHosts(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A host that misses renewals for a moment, again and again, is marked
+// suspect each time and fenced never; when it really dies it is fenced once.
+func TestFailoverFlappingHost(t *testing.T) {
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(3)...); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	vi := (l + 1) % 3
+	victim := w.ID(vi)
+	// A slow BMC: the host is back before a fence could complete.
+	w.Fencer.Script(victim, fencetest.Succeed().WithLatency(5*time.Second))
+	var rest []int
+	for i := range 3 {
+		if i != vi {
+			rest = append(rest, i)
+		}
+	}
+	suspects := 0
+	for range 3 {
+		w.Partition([]int{vi}, rest)
+		if err := w.Wait(ctx, victim+" suspect", func(s *ha.State) bool { return s.Hosts[victim].State == ha.HostSuspect }); err != nil {
+			t.Fatal(err)
+		}
+		suspects++
+		w.Heal()
+		if err := w.Wait(ctx, victim+" back online", func(s *ha.State) bool { return s.Hosts[victim].State == ha.HostOnline }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := w.State()
+	if len(s.Fences) != 0 || s.Hosts[victim].Epoch != 1 {
+		t.Fatalf("flapping host fenced: records %+v, epoch %d", s.Fences, s.Hosts[victim].Epoch)
+	}
+	// Now it dies for real.
+	w.Fencer.Script(victim, fencetest.Succeed().WithLatency(50*time.Millisecond))
+	w.Kill(vi)
+	if err := w.Wait(ctx, victim+" fenced", func(s *ha.State) bool { return s.Hosts[victim].State == ha.HostFenced }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // room for a second, wrong, fence
+	s = w.State()
+	if n := len(s.Fences); n != 1 {
+		t.Fatalf("%d fence records for one failure, want 1: %+v", n, s.Fences)
+	}
+	t.Logf("%d suspicions, %d fence calls", suspects, w.Fencer.FenceCalls(victim))
+}
+
+// A libvirtd restart (and a longer libvirtd outage) moves nothing: an
+// unreachable hypervisor is never taken for stopped VMs.
+func TestFailoverLibvirtdRestartMovesNothing(t *testing.T) {
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
+		t.Fatal(err)
+	}
+	before := w.State()
+	hv := w.Host("h1").Hyper
+	starts := hv.CallCount(xenctltest.MethodStart)
+	hv.StopDaemon()
+	time.Sleep(time.Second) // longer than DeadTime and Lease
+	hv.StartDaemon()
+	hv.RestartDaemon()
+	time.Sleep(500 * time.Millisecond)
+	after := w.State()
+	for name, vm := range before.VMs {
+		if got := after.VMs[name]; got.Host != vm.Host || got.OwnerEpoch != vm.OwnerEpoch {
+			t.Errorf("VM %s moved from %s to %s", name, vm.Host, got.Host)
+		}
+		if on := w.RunningOn(name); !slices.Equal(on, []string{vm.Host}) {
+			t.Errorf("VM %s runs on %v, want [%s]", name, on, vm.Host)
+		}
+	}
+	if len(after.Fences) != 0 || len(after.Incidents) != 0 {
+		t.Errorf("fences %+v, incidents %d after a libvirtd restart", after.Fences, len(after.Incidents))
+	}
+	if n := hv.CallCount(xenctltest.MethodStart) - starts; n != 0 {
+		t.Errorf("%d domain starts on h1 after the restart, want 0", n)
+	}
+}
+
+// A VM that crashes on a healthy host is restarted there MaxLocalRestarts
+// times, then relocated.
+func TestFailoverLocalRestartThenRelocate(t *testing.T) {
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vm := testVMs(1)[0]
+	if err := w.AddVMs(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	home := w.VMsOn("h1")
+	host := w.State().VMs[vm.Name].Host
+	_ = home
+	hv := w.Host(host).Hyper
+	for i := 1; i <= vm.Policy.MaxLocalRestarts; i++ {
+		if err := hv.CrashGuest(vm.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Wait(ctx, "local restart", func(s *ha.State) bool {
+			v := s.VMs[vm.Name]
+			return v.LocalRestarts == i && v.Host == host && v.Observed.State == xenctl.StateRunning
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hv.CrashGuest(vm.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WaitRunning(ctx, vm.Name, host); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Capacity, priority, start order and anti-affinity hold in a real failover,
+// and a VM left without room is placed as soon as room appears.
+func TestFailoverPlacementRules(t *testing.T) {
+	const gib = 1 << 20
+	w := hatest.NewWorld(t, 3, hatest.HostSize(0, 4*gib, 8), hatest.HostSize(1, 4*gib, 8), hatest.HostSize(2, 4*gib, 8))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	mk := func(name string, n int, memMiB uint64, prio int, group string, pref string) ha.VM {
+		vm := hatest.VMSpec(name, memMiB, 1, n)
+		vm.Policy.Priority, vm.Policy.AntiAffinity = prio, group
+		if pref != "" {
+			vm.Policy.Preferred = []string{pref}
+		}
+		return vm
+	}
+	vms := []ha.VM{
+		mk("db1", 0, 1024, 10, "db", "h1"),
+		mk("db2", 1, 1024, 10, "db", "h2"),
+		mk("db3", 2, 1024, 10, "db", "h3"),
+		mk("web", 3, 2048, 5, "", "h1"),
+		mk("batch", 4, 2560, 0, "", "h2"),
+	}
+	vms[4].Policy.Restart = ha.RestartBestEffort
+	if err := w.AddVMs(ctx, vms...); err != nil {
+		t.Fatal(err)
+	}
+	// h1 holds db1 and web (3 GiB); h2 db2 and batch (4 GiB); h3 db3.
+	w.Kill(0)
+	// web (priority 5) fits only on h3; db1 may go nowhere (anti-affinity).
+	if _, err := w.WaitRunning(ctx, "web", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, "db1 pending", func(s *ha.State) bool {
+		return strings.Contains(s.VMs["db1"].Pending, "anti-affinity")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if on := w.RunningOn("db1"); len(on) != 0 {
+		t.Fatalf("db1 runs on %v next to another db VM", on)
+	}
+	// Room appears: h1 comes back, and db1 is placed at once.
+	if err := w.Revive(0); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "db1", ""); err != nil || host != "h1" {
+		t.Fatalf("db1 on %q (%v), want h1", host, err)
+	}
+}
