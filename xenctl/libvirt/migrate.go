@@ -167,25 +167,34 @@ func listenHost(addr string) string {
 }
 
 // migrationParams builds libvirt's flags and typed parameters from opts.
-func migrationParams(opts xenctl.MigrateOptions) (*libvirt.DomainMigrateParameters, libvirt.DomainMigrateFlags) {
-	flags := libvirt.MIGRATE_LIVE | libvirt.MIGRATE_ABORT_ON_ERROR
+// libxl (driver "Xen") accepts fewer: no abort-on-error or unsafe flag (it has
+// no disk-cache check to skip), and no bandwidth or listen-address parameter.
+func migrationParams(opts xenctl.MigrateOptions, driver string) (*libvirt.DomainMigrateParameters, libvirt.DomainMigrateFlags, error) {
+	xen := driver == "Xen"
+	flags := libvirt.MIGRATE_LIVE
+	if !xen {
+		flags |= libvirt.MIGRATE_ABORT_ON_ERROR
+	}
 	if opts.Persist {
 		flags |= libvirt.MIGRATE_PERSIST_DEST | libvirt.MIGRATE_UNDEFINE_SOURCE
 	}
-	if opts.Unsafe {
+	if opts.Unsafe && !xen {
 		flags |= libvirt.MIGRATE_UNSAFE
 	}
 	p := &libvirt.DomainMigrateParameters{}
 	if opts.Address != "" {
 		p.URISet, p.URI = true, opts.Address
-		if ip := listenHost(opts.Address); ip != "" {
+		if ip := listenHost(opts.Address); ip != "" && !xen {
 			p.ListenAddressSet, p.ListenAddress = true, ip
 		}
 	}
 	if opts.BandwidthMiBs > 0 {
+		if xen {
+			return nil, 0, fmt.Errorf("%w: libxl cannot limit migration bandwidth; set BandwidthMiBs to 0", xenctl.ErrNotSupported)
+		}
 		p.BandwidthSet, p.Bandwidth = true, opts.BandwidthMiBs
 	}
-	return p, flags
+	return p, flags, nil
 }
 
 type jobPoll struct {
@@ -196,6 +205,10 @@ type jobPoll struct {
 
 // migrate runs virDomainMigrate3 on its own goroutine and watches it.
 func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *connRef, opts xenctl.MigrateOptions, progress func(xenctl.MigrationProgress)) error {
+	params, flags, err := migrationParams(opts, h.Driver())
+	if err != nil {
+		return fmt.Errorf("libvirt %s: %s: %w", h.uri, what, err)
+	}
 	c, gen, err := h.acquire(what)
 	if err != nil {
 		return err
@@ -204,7 +217,6 @@ func (h *Hypervisor) migrate(ctx context.Context, name, what string, dconn *conn
 		c.release()
 		return fmt.Errorf("libvirt %s: %s: %w: destination connection closed", h.uri, what, xenctl.ErrUnavailable)
 	}
-	params, flags := migrationParams(opts)
 
 	var mu sync.Mutex
 	cancelled, started := false, false

@@ -223,3 +223,27 @@ func FuzzDefine(f *testing.F) {
 		}
 	})
 }
+
+func TestMigrationParams(t *testing.T) {
+	opts := xenctl.MigrateOptions{URI: "qemu+ssh://b/system", Address: "tcp://198.18.0.2", BandwidthMiBs: 100, Persist: true, Unsafe: true}
+	p, flags, err := migrationParams(opts, "QEMU")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := libvirt.MIGRATE_LIVE | libvirt.MIGRATE_ABORT_ON_ERROR | libvirt.MIGRATE_PERSIST_DEST | libvirt.MIGRATE_UNDEFINE_SOURCE | libvirt.MIGRATE_UNSAFE
+	if flags != want || !p.URISet || p.URI != "tcp://198.18.0.2" || p.ListenAddress != "198.18.0.2" || p.Bandwidth != 100 {
+		t.Errorf("qemu: flags %b params %+v", flags, p)
+	}
+	opts.BandwidthMiBs = 0
+	p, flags, err = migrationParams(opts, "Xen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags != libvirt.MIGRATE_LIVE|libvirt.MIGRATE_PERSIST_DEST|libvirt.MIGRATE_UNDEFINE_SOURCE || p.ListenAddressSet || p.BandwidthSet {
+		t.Errorf("xen: flags %b params %+v; libxl takes neither abort-on-error, unsafe, listen address nor bandwidth", flags, p)
+	}
+	opts.BandwidthMiBs = 10
+	if _, _, err := migrationParams(opts, "Xen"); !errors.Is(err, xenctl.ErrNotSupported) {
+		t.Errorf("xen with bandwidth: %v, want ErrNotSupported", err)
+	}
+}
