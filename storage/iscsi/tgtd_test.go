@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ func startTgtd(t testing.TB) *tgt {
 	}
 	cmd := exec.Command(bin, "-f", "-C", control, "--iscsi", "portal=127.0.0.1:"+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start tgtd: %v", err)
 	}

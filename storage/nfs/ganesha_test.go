@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func startGanesha(t testing.TB) *ganesha {
 	t.Helper()
 	testenv.NeedRoot(t)
 	bin := testenv.NeedBinary(t, "ganesha.nfsd")
+	testenv.NeedBinary(t, "rpcinfo")
 	ensureRpcbind(t)
 	dir := t.TempDir()
 	g := &ganesha{Export: filepath.Join(dir, "export"), NFSPort: freePort(t), MountPort: freePort(t)}
@@ -62,15 +64,26 @@ EXPORT {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A ganesha that did not stop cleanly (SIGINT, SIGKILL, a crash) leaves
+	// its rpcbind registrations behind, pointing at dead ports: clear them
+	// before and after, so a probe through rpcbind never meets stale ones.
+	unregister := func() {
+		for _, pv := range [][2]string{{"100003", "3"}, {"100003", "4"}, {"100005", "1"}, {"100005", "3"}} {
+			_ = exec.Command("rpcinfo", "-d", pv[0], pv[1]).Run()
+		}
+	}
+	unregister()
+	t.Cleanup(unregister)
 	logPath := filepath.Join(dir, "ganesha.log")
 	cmd := exec.Command(bin, "-F", "-L", logPath, "-f", confPath, "-p", filepath.Join(dir, "ganesha.pid"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start ganesha: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Process.Signal(syscall.SIGTERM) // unregisters from rpcbind; SIGINT does not
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -120,6 +133,7 @@ func ensureRpcbind(t testing.TB) {
 	}
 	bin := testenv.NeedBinary(t, "rpcbind")
 	cmd := exec.Command(bin, "-f")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start rpcbind: %v", err)
 	}
