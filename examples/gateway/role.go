@@ -46,6 +46,15 @@ func (r *role) Active(name string) bool {
 	return d != nil && d.State.Executing()
 }
 
+// alive refuses calls whose context has ended, as a real hypervisor call
+// would fail, and before acting.
+func (r *role) alive(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("role %s on %s: %w: %v", op, r.host, xenctl.ErrUnavailable, err)
+	}
+	return nil
+}
+
 func (r *role) get(name string) (*xenctl.Domain, error) {
 	d := r.domains[name]
 	if d == nil {
@@ -64,6 +73,9 @@ func (r *role) set(d *xenctl.Domain, s xenctl.State, reason string) {
 
 // Domains lists the roles defined here.
 func (r *role) Domains(ctx context.Context) ([]xenctl.Domain, error) {
+	if err := r.alive(ctx, "domains"); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]xenctl.Domain, 0, len(r.domains))
@@ -75,6 +87,9 @@ func (r *role) Domains(ctx context.Context) ([]xenctl.Domain, error) {
 
 // Domain returns one role.
 func (r *role) Domain(ctx context.Context, name string) (xenctl.Domain, error) {
+	if err := r.alive(ctx, "domain"); err != nil {
+		return xenctl.Domain{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
@@ -86,16 +101,22 @@ func (r *role) Domain(ctx context.Context, name string) (xenctl.Domain, error) {
 
 // Define records a role from its definition (any valid domain XML).
 func (r *role) Define(ctx context.Context, xml string) (xenctl.Domain, error) {
+	if err := r.alive(ctx, "define"); err != nil {
+		return xenctl.Domain{}, err
+	}
 	spec, err := xenctl.ParseDomainXML(xml)
 	if err != nil {
 		return xenctl.Domain{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if d := r.domains[spec.Name]; d != nil {
-		if d.UUID != spec.UUID {
-			return xenctl.Domain{}, fmt.Errorf("role %q on %s: %w: UUID %s, defined with %s", spec.Name, r.host, xenctl.ErrConflict, d.UUID, spec.UUID)
+	for _, o := range r.domains {
+		if (o.Name == spec.Name) != (o.UUID == spec.UUID) {
+			return xenctl.Domain{}, fmt.Errorf("role %q (%s) on %s: %w with role %q (%s)", spec.Name, spec.UUID, r.host, xenctl.ErrConflict, o.Name, o.UUID)
 		}
+	}
+	if d := r.domains[spec.Name]; d != nil {
+		d.MemoryKiB, d.VCPUs = spec.MemoryKiB, max(spec.VCPUs, 1)
 		return *d, nil
 	}
 	d := &xenctl.Domain{Name: spec.Name, UUID: spec.UUID, State: xenctl.StateShutoff, MemoryKiB: spec.MemoryKiB, VCPUs: max(spec.VCPUs, 1), Persistent: true}
@@ -105,6 +126,9 @@ func (r *role) Define(ctx context.Context, xml string) (xenctl.Domain, error) {
 
 // Start takes the role.
 func (r *role) Start(ctx context.Context, name string) error {
+	if err := r.alive(ctx, "start"); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
@@ -117,13 +141,18 @@ func (r *role) Start(ctx context.Context, name string) error {
 
 // Shutdown gives the role up (there is no guest to wait for).
 func (r *role) Shutdown(ctx context.Context, name string, grace time.Duration) (bool, error) {
-	return false, r.stop(name, "shutdown")
+	return false, r.stop(ctx, name, "shutdown")
 }
 
 // Destroy gives the role up.
-func (r *role) Destroy(ctx context.Context, name string) error { return r.stop(name, "destroyed") }
+func (r *role) Destroy(ctx context.Context, name string) error {
+	return r.stop(ctx, name, "destroyed")
+}
 
-func (r *role) stop(name, reason string) error {
+func (r *role) stop(ctx context.Context, name, reason string) error {
+	if err := r.alive(ctx, reason); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
@@ -136,20 +165,30 @@ func (r *role) stop(name, reason string) error {
 
 // Suspend holds the role without acting on it.
 func (r *role) Suspend(ctx context.Context, name string) error {
+	if err := r.alive(ctx, "suspend"); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
 	if err != nil {
 		return err
 	}
-	if d.State == xenctl.StateRunning {
+	switch d.State {
+	case xenctl.StateRunning:
 		r.set(d, xenctl.StatePaused, "user")
+	case xenctl.StatePaused:
+	default:
+		return fmt.Errorf("suspend role %q on %s: it is %s: %w", name, r.host, d.State, xenctl.ErrConflict)
 	}
 	return nil
 }
 
 // Resume continues a held role.
 func (r *role) Resume(ctx context.Context, name string) error {
+	if err := r.alive(ctx, "resume"); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
@@ -164,6 +203,9 @@ func (r *role) Resume(ctx context.Context, name string) error {
 
 // Undefine forgets a stopped role.
 func (r *role) Undefine(ctx context.Context, name string) error {
+	if err := r.alive(ctx, "undefine"); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d, err := r.get(name)
@@ -178,7 +220,12 @@ func (r *role) Undefine(ctx context.Context, name string) error {
 }
 
 // HostInfo reports a small fixed capacity: the role needs next to nothing.
-func (r *role) HostInfo(ctx context.Context) (xenctl.HostInfo, error) { return r.info, nil }
+func (r *role) HostInfo(ctx context.Context) (xenctl.HostInfo, error) {
+	if err := r.alive(ctx, "host info"); err != nil {
+		return xenctl.HostInfo{}, err
+	}
+	return r.info, nil
+}
 
 // Close does nothing: the role lives in memory.
 func (r *role) Close() error { return nil }
