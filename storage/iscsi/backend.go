@@ -306,7 +306,11 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 }
 
 // Health logs in to the target with the pure-Go probe and reads the LUN's
-// capacity. It needs no initiator on the host and attaches nothing.
+// capacity. It needs no initiator on the host and attaches nothing. In
+// HostLogin mode, for a volume this host has attached, it also checks that
+// the host's key still holds the reservation: a host that a newer
+// generation preempted learns it here (storage.ErrStaleGeneration) and
+// must stop writing.
 func (b *Backend) Health(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "probe", err)
@@ -317,6 +321,21 @@ func (b *Backend) Health(ctx context.Context, vol storage.Volume) error {
 	}
 	if _, err := ReadCapacity(ctx, t.portal, t.iqn, t.lun, b.probe...); err != nil {
 		return b.fail(vol, "probe", err)
+	}
+	if b.mode == HostLogin {
+		b.mu.Lock()
+		st := b.vols[vol.ID]
+		var dev string
+		var gen uint64
+		if st != nil && st.attached {
+			dev, gen = st.src.Path, st.gen
+		}
+		b.mu.Unlock()
+		if dev != "" {
+			if err := b.confirmHeld(ctx, dev, gen); err != nil {
+				return b.fail(vol, "reservation", err)
+			}
+		}
 	}
 	return nil
 }

@@ -38,7 +38,9 @@
 // storage.ErrStaleGeneration; the same key held without this host having
 // attached it is storage.ErrInUse. Detach unregisters the key (releasing the
 // reservation) and logs out; a host that was preempted detaches without
-// error and without disturbing the new holder. Targets without PREEMPT AND
+// error and without disturbing the new holder. Health of an attached volume
+// checks that this host's key still holds the reservation, so a preempted
+// host learns it is a stale writer (storage.ErrStaleGeneration). Targets without PREEMPT AND
 // ABORT (tgt 1.0.85) get PREEMPT, which removes the old key just the same
 // but does not abort commands it had already queued.
 //

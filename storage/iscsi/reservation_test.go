@@ -78,3 +78,38 @@ func TestReservationHandOver(t *testing.T) {
 		t.Fatalf("reservation after B released = %+v, %v; want none", r, err)
 	}
 }
+
+// TestHostLoginHealthSeesPreemption: host A attached in HostLogin mode,
+// host B takes the LUN over; A's Health must report that A is now a stale
+// writer, through the target's own reservation state.
+func TestHostLoginHealthSeesPreemption(t *testing.T) {
+	g := startTgtd(t)
+	const iqn = "iqn.2026-11.test.xenha:health-pr"
+	g.AddTarget(1, iqn, 4<<20)
+	sa, sb := newStandIn("host-a", g.Portal), newStandIn("host-b", g.Portal)
+	t.Cleanup(sa.close)
+	t.Cleanup(sb.close)
+	a := iscsi.New("host-a", iscsi.WithMode(iscsi.HostLogin), iscsi.WithRunner(sa))
+	b := iscsi.New("host-b", iscsi.WithMode(iscsi.HostLogin), iscsi.WithRunner(sb))
+	ctx := ctxT(t)
+	vol := tgtVolume(g.Portal, iqn)
+	vol.Generation = 4
+	if _, err := a.Attach(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Health(ctx, vol); err != nil {
+		t.Fatalf("health of the holder: %v", err)
+	}
+	newer := vol
+	newer.Generation = 5
+	if _, err := b.Attach(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Health(ctx, vol)
+	if !errors.Is(err, storage.ErrStaleGeneration) {
+		t.Fatalf("health of the preempted host: %v, want ErrStaleGeneration", err)
+	}
+	if err := b.Health(ctx, newer); err != nil {
+		t.Fatalf("health of the new holder: %v", err)
+	}
+}
