@@ -84,13 +84,12 @@ func TestVoterCapAndPromotion(t *testing.T) {
 	if err := hc.Member(via).Remove(ctx, hc.ID(victim)); err != nil {
 		t.Fatalf("remove %s: %v", hc.ID(victim), err)
 	}
-	eventually(t, ctx, "h6 promoted", func() bool {
+	// The promotion is a Raft configuration change followed by a host.role
+	// command: both land, in that order.
+	eventually(t, ctx, "h6 promoted and recorded as voter", func() bool {
 		vs, nvs := voters(t, leader)
-		return len(vs) == 5 && len(nvs) == 0
+		return len(vs) == 5 && len(nvs) == 0 && hostOf(t, ctx, leader, "h6").Role == ha.RoleVoter
 	})
-	if h := hostOf(t, ctx, leader, "h6"); h.Role != ha.RoleVoter {
-		t.Fatalf("h6 role %s after promotion, want voter", h.Role)
-	}
 	if h := hostOf(t, ctx, leader, hc.ID(victim)); h.State != ha.HostLeft {
 		t.Fatalf("removed %s is %s, want left", hc.ID(victim), h.State)
 	}

@@ -167,6 +167,7 @@ func (c *Cluster) readIndexLocal(ctx context.Context) (uint64, error) {
 // rpcConn is a pooled connection to a peer.
 type rpcConn struct {
 	net.Conn
+	broken bool // not to be reused
 	dec *json.Decoder
 	enc *json.Encoder
 }
@@ -195,11 +196,21 @@ func (p *rpcPool) put(addr string, c *rpcConn) {
 	if p.idle == nil {
 		p.idle = map[string][]*rpcConn{}
 	}
-	if len(p.idle[addr]) >= rpcMaxIdle {
+	if c.broken || len(p.idle[addr]) >= rpcMaxIdle {
 		c.Close()
 		return
 	}
 	p.idle[addr] = append(p.idle[addr], c)
+}
+
+func (p *rpcPool) flush(addr string) {
+	p.mu.Lock()
+	cs := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
 }
 
 func (p *rpcPool) closeAll() {
@@ -213,52 +224,65 @@ func (p *rpcPool) closeAll() {
 	p.idle = nil
 }
 
-// call sends one request to the member at addr. A pooled connection that
-// turns out dead before anything was read back is retried once on a fresh
-// one; requests are safe to repeat (writes carry their request ID).
+// call sends one request to the member at addr. When a pooled connection
+// turns out dead, the pool for addr is flushed (its siblings died with it)
+// and the request goes once more on a fresh connection; requests are safe to
+// repeat (writes carry their request ID). An error wraps *notSentError when
+// the request certainly never left this member.
 func (c *Cluster) call(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
 	req.TimeoutMS = timeoutOf(ctx).Milliseconds()
-	for attempt := 0; ; attempt++ {
+	maybeSent := false
+	for {
 		conn := c.rpcPool.get(addr)
 		pooled := conn != nil
 		if conn == nil {
 			raw, _, err := c.dialer.dial(ctx, addr, streamRPC, "")
 			if err != nil {
+				if maybeSent {
+					return rpcResponse{}, err
+				}
 				return rpcResponse{}, &notSentError{err}
 			}
 			conn = &rpcConn{Conn: raw, dec: json.NewDecoder(raw), enc: json.NewEncoder(raw)}
 		}
-		resp, err := c.roundTrip(ctx, conn, req)
+		resp, wrote, err := c.roundTrip(ctx, conn, req)
 		if err == nil {
 			c.rpcPool.put(addr, conn)
 			return resp, nil
 		}
 		conn.Close()
-		if pooled && attempt == 0 && ctx.Err() == nil {
+		maybeSent = maybeSent || wrote
+		if pooled && ctx.Err() == nil {
+			c.rpcPool.flush(addr)
 			continue
 		}
-		return rpcResponse{}, fmt.Errorf("ha: %s with %s: %w", req.Op, addr, err)
+		err = fmt.Errorf("ha: %s with %s: %w", req.Op, addr, err)
+		if !maybeSent {
+			return rpcResponse{}, &notSentError{err}
+		}
+		return rpcResponse{}, err
 	}
 }
 
-func (c *Cluster) roundTrip(ctx context.Context, conn *rpcConn, req rpcRequest) (rpcResponse, error) {
+// roundTrip sends req and reads the answer; wrote reports whether the
+// request was handed to the connection.
+func (c *Cluster) roundTrip(ctx context.Context, conn *rpcConn, req rpcRequest) (resp rpcResponse, wrote bool, err error) {
 	dl := time.Now().Add(timeoutOf(ctx) + time.Second)
 	_ = conn.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if err := conn.enc.Encode(req); err != nil {
-		return rpcResponse{}, err
+		return resp, false, err
 	}
-	var resp rpcResponse
 	if err := conn.dec.Decode(&resp); err != nil {
-		return rpcResponse{}, err
+		return resp, true, err
 	}
 	if !stop() {
-		// ctx ended just as the answer came: the deadline may be set; the
-		// answer is good but the connection is not reusable.
-		return resp, fmt.Errorf("ha: connection interrupted: %w", ctx.Err())
+		// ctx ended just as the answer came: the answer stands, but the
+		// connection's deadline may be set, so it is not reused.
+		conn.broken = true
 	}
-	return resp, nil
+	return resp, true, nil
 }
 
 // callLeader sends req to the leader, following redirects and waiting out
