@@ -94,3 +94,20 @@ func TestProbeUnreachable(t *testing.T) {
 		}
 	})
 }
+
+// TestProbeHungTarget freezes a real tgtd: the probe must give up with
+// storage.ErrUnreachable within its timeout, and succeed once it thaws.
+func TestProbeHungTarget(t *testing.T) {
+	g := startTgtd(t)
+	const iqn = "iqn.2026-11.test.xenha:frozen"
+	g.AddTarget(1, iqn, 1<<20)
+	thaw := g.Freeze()
+	_, err := iscsi.ReadCapacity(ctxT(t), g.Portal, iqn, 1, iscsi.WithProbeTimeout(300*time.Millisecond))
+	thaw()
+	if !errors.Is(err, storage.ErrUnreachable) {
+		t.Fatalf("probe of a frozen tgtd: %v, want ErrUnreachable", err)
+	}
+	if _, err := iscsi.ReadCapacity(ctxT(t), g.Portal, iqn, 1); err != nil {
+		t.Fatalf("probe after thaw: %v", err)
+	}
+}

@@ -24,6 +24,17 @@ type tgt struct {
 	control string
 	Portal  string
 	Dir     string
+	proc    *os.Process
+}
+
+// Freeze stops tgtd (SIGSTOP) until the returned function resumes it: a
+// target that accepts connections (the kernel completes the handshake) and
+// never answers, as a hung storage server does.
+func (g *tgt) Freeze() (thaw func()) {
+	if err := g.proc.Signal(syscall.SIGSTOP); err != nil {
+		g.t.Fatal(err)
+	}
+	return func() { _ = g.proc.Signal(syscall.SIGCONT) }
 }
 
 var controlSeq atomic.Int32
@@ -58,14 +69,14 @@ func startTgtd(t testing.TB) *tgt {
 		// "tgtadm --op delete --mode system" waits for sessions to drain;
 		// its state lives in memory and the LUN files in TempDir, so
 		// SIGKILL loses nothing.
-		_ = cmd.Process.Kill()
+		_ = cmd.Process.Kill() // also ends a stopped (frozen) tgtd
 		<-done
 		logf.Close()
 		for _, f := range []string{"/var/run/tgtd/socket." + control, "/var/run/tgtd/socket." + control + ".lock"} {
 			_ = os.Remove(f)
 		}
 	})
-	g := &tgt{t: t, control: control, Portal: "127.0.0.1:" + strconv.Itoa(port), Dir: dir}
+	g := &tgt{t: t, control: control, Portal: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, proc: cmd.Process}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", g.Portal, 200*time.Millisecond)

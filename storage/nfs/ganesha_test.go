@@ -21,6 +21,17 @@ type ganesha struct {
 	Export    string // the exported directory, also its NFSv3 mount path
 	NFSPort   int
 	MountPort int
+	proc      *os.Process
+}
+
+// Freeze stops ganesha (SIGSTOP) until the returned function resumes it:
+// connections still complete in the kernel, answers never come, as with a
+// hung NFS server.
+func (g *ganesha) Freeze(t testing.TB) (thaw func()) {
+	if err := g.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	return func() { _ = g.proc.Signal(syscall.SIGCONT) }
 }
 
 // startGanesha needs rpcbind on 111: ganesha registers there, and so do
@@ -82,7 +93,9 @@ EXPORT {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	g.proc = cmd.Process
 	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT) // in case a test froze it
 		_ = cmd.Process.Signal(syscall.SIGTERM) // unregisters from rpcbind; SIGINT does not
 		select {
 		case <-done:

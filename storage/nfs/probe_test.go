@@ -95,3 +95,20 @@ func TestProbeUnreachable(t *testing.T) {
 		}
 	})
 }
+
+// TestProbeHungServer freezes a real nfs-ganesha: the probe must give up
+// with storage.ErrUnreachable within its timeout, and succeed once it thaws.
+func TestProbeHungServer(t *testing.T) {
+	g := startGanesha(t)
+	g.Disk(t, "vm1.img", 1<<20)
+	opts := []nfs.ProbeOption{nfs.WithMountPort(g.MountPort), nfs.WithNFSPort(g.NFSPort)}
+	thaw := g.Freeze(t)
+	_, err := nfs.Probe(ctxT(t), "127.0.0.1", g.Export, "vm1.img", append(opts, nfs.WithProbeTimeout(300*time.Millisecond))...)
+	thaw()
+	if !errors.Is(err, storage.ErrUnreachable) {
+		t.Fatalf("probe of a frozen ganesha: %v, want ErrUnreachable", err)
+	}
+	if _, err := nfs.Probe(ctxT(t), "127.0.0.1", g.Export, "vm1.img", opts...); err != nil {
+		t.Fatalf("probe after thaw: %v", err)
+	}
+}
