@@ -168,8 +168,8 @@ func (c *Cluster) readIndexLocal(ctx context.Context) (uint64, error) {
 type rpcConn struct {
 	net.Conn
 	broken bool // not to be reused
-	dec *json.Decoder
-	enc *json.Encoder
+	dec    *json.Decoder
+	enc    *json.Encoder
 }
 
 // rpcPool keeps idle RPC connections per address.
