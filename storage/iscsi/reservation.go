@@ -69,8 +69,12 @@ func Login(ctx context.Context, portal, iqn string, opts ...ProbeOption) (*Sessi
 	return &Session{c: c}, nil
 }
 
-// Close logs out (bounded by ctx) and closes the connection.
+// Close logs out (bounded by ctx, and by DefaultProbeTimeout if ctx has no
+// deadline: a hung target must not hang the cleanup) and closes the
+// connection.
 func (s *Session) Close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultProbeTimeout)
+	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	release := s.bind(ctx)
