@@ -11,7 +11,7 @@ import (
 	"github.com/xenha/xenha/fence/fencetest"
 )
 
-func newChain(t *testing.T, levels []fence.Level, opts ...fence.ChainOption) *fence.Chain {
+func newChain(t testing.TB, levels []fence.Level, opts ...fence.ChainOption) *fence.Chain {
 	t.Helper()
 	c, err := fence.NewChain(levels, opts...)
 	if err != nil {
