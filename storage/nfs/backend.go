@@ -83,6 +83,10 @@ func WithMountTable(file string) Option { return func(b *Backend) { b.mountTable
 // from a hung one (default 5s).
 func WithStatTimeout(d time.Duration) Option { return func(b *Backend) { b.statTimeout = d } }
 
+// WithMountTimeout bounds mount(8) and umount(8) (default
+// DefaultMountTimeout); a hung umount is then forced (umount -f -l).
+func WithMountTimeout(d time.Duration) Option { return func(b *Backend) { b.mountTimeout = d } }
+
 // WithProbe sets options for the pure-Go NFSv3 probe (timeout, ports).
 func WithProbe(opts ...ProbeOption) Option {
 	return func(b *Backend) { b.probe = append(b.probe, opts...) }
@@ -95,15 +99,16 @@ func WithProbe(opts ...ProbeOption) Option {
 // older than one it has seen itself; keeping the old host away is the
 // cluster's fence-before-recover rule.
 type Backend struct {
-	host        string
-	mode        Mode
-	runner      run.Runner
-	log         *slog.Logger
-	mountRoot   string
-	mountTable  string
-	statTimeout time.Duration
-	probe       []ProbeOption
-	stat        func(string) error
+	host         string
+	mode         Mode
+	runner       run.Runner
+	log          *slog.Logger
+	mountRoot    string
+	mountTable   string
+	statTimeout  time.Duration
+	mountTimeout time.Duration
+	probe        []ProbeOption
+	stat         func(string) error
 
 	mu      sync.Mutex
 	vols    map[string]*volState
@@ -121,15 +126,16 @@ type volState struct {
 // New returns a Backend for host (its name in errors and logs).
 func New(host string, opts ...Option) *Backend {
 	b := &Backend{
-		host:        host,
-		runner:      &run.Exec{},
-		log:         slog.New(slog.DiscardHandler),
-		mountRoot:   "/run/xenha/nfs",
-		mountTable:  "/proc/self/mounts",
-		statTimeout: 5 * time.Second,
-		stat:        statFile,
-		vols:        map[string]*volState{},
-		running:     map[string]*sync.Mutex{},
+		host:         host,
+		runner:       &run.Exec{},
+		log:          slog.New(slog.DiscardHandler),
+		mountRoot:    "/run/xenha/nfs",
+		mountTable:   "/proc/self/mounts",
+		statTimeout:  5 * time.Second,
+		mountTimeout: DefaultMountTimeout,
+		stat:         statFile,
+		vols:         map[string]*volState{},
+		running:      map[string]*sync.Mutex{},
 	}
 	for _, o := range opts {
 		o(b)

@@ -28,7 +28,10 @@
 // means a dead server blocks I/O instead of failing it, so Health stats the
 // image through the mount in a goroutine bounded by a deadline and reports a
 // hung mount as storage.ErrUnreachable; a stat that is still stuck makes
-// later probes of the same file answer at once instead of piling up.
+// later probes of the same file answer at once instead of piling up. mount
+// and umount are bounded too (WithMountTimeout); a umount that hangs on a
+// dead server is forced with `umount -f -l`, which Detach may do because the
+// VM using the image has stopped by then.
 //
 // # One writer
 //

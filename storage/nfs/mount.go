@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,7 +53,7 @@ func (b *Backend) attachMount(ctx context.Context, vol storage.Volume, s share) 
 		if s.options != "" {
 			opts += "," + s.options
 		}
-		mctx, cancel := context.WithTimeout(ctx, DefaultMountTimeout)
+		mctx, cancel := context.WithTimeout(ctx, b.mountTimeout)
 		_, err := b.runner.Run(mctx, run.Command("mount", "-t", "nfs", "-o", opts, spec, dir))
 		cancel()
 		if err != nil {
@@ -76,7 +77,7 @@ func mountErr(ctx context.Context, spec, dir string, err error) error {
 		return fmt.Errorf("mount %s on %s: %w: %w", spec, dir, storage.ErrUnreachable, ctx.Err())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("mount %s on %s did not finish in %v; the server does not answer (mount hung): %w", spec, dir, DefaultMountTimeout, storage.ErrUnreachable)
+		return fmt.Errorf("mount %s on %s did not finish in time; the server does not answer (mount hung): %w", spec, dir, storage.ErrUnreachable)
 	}
 	var xe *run.ExitError
 	if !errors.As(err, &xe) {
@@ -94,9 +95,23 @@ func mountErr(ctx context.Context, spec, dir string, err error) error {
 	return fmt.Errorf("mount %s on %s: %w", spec, dir, err)
 }
 
-// unmount unmounts dir; "not mounted" is success.
+// unmount unmounts dir; "not mounted" is success. umount of a hard mount
+// whose server is gone blocks in the kernel; after DefaultMountTimeout the
+// backend forces it and detaches it lazily (umount -f -l), which is safe
+// because Detach runs after the VM using the image has stopped.
 func (b *Backend) unmount(ctx context.Context, dir string) error {
-	_, err := b.runner.Run(ctx, run.Command("umount", dir))
+	uctx, cancel := context.WithTimeout(ctx, b.mountTimeout)
+	_, err := b.runner.Run(uctx, run.Command("umount", dir))
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		b.log.LogAttrs(ctx, slog.LevelWarn, "umount hung; forcing a lazy unmount", slog.String("dir", dir))
+		fctx, cancel := context.WithTimeout(ctx, b.mountTimeout)
+		_, err = b.runner.Run(fctx, run.Command("umount", "-f", "-l", dir))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("umount %s hung, and so did umount -f -l: %w: %w", dir, storage.ErrUnreachable, err)
+		}
+	}
 	if err == nil {
 		_ = os.Remove(dir)
 		return nil

@@ -3,11 +3,13 @@ package nfs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/internal/run"
@@ -228,4 +230,44 @@ func TestConcurrentHealthAndAttach(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// hangingUmount mounts at once and hangs on a plain umount until its
+// context ends, as umount of a hard NFS mount with a dead server does.
+type hangingUmount struct{ forced []string }
+
+func (h *hangingUmount) Run(ctx context.Context, cmd run.Cmd) (run.Result, error) {
+	switch {
+	case cmd.Name == "umount" && len(cmd.Args) == 1:
+		<-ctx.Done()
+		return run.Result{ExitCode: -1}, fmt.Errorf("run %q: %w", cmd.String(), ctx.Err())
+	case cmd.Name == "umount":
+		h.forced = append(h.forced, strings.Join(cmd.Args, " "))
+	}
+	return run.Result{}, nil
+}
+
+func TestHungUmountIsForced(t *testing.T) {
+	h := &hangingUmount{}
+	root := t.TempDir()
+	dir := filepath.Join(root, "vm1-disk0")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vm1.img"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := nfs.New("host-a", nfs.WithMode(nfs.HostMount), nfs.WithRunner(h), nfs.WithMountRoot(root),
+		nfs.WithMountTable(filepath.Join("testdata", "host", "mounts-other.txt")), nfs.WithMountTimeout(200*time.Millisecond))
+	ctx := context.Background()
+	vol := mountVolume("nolock")
+	if _, err := b.Attach(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Detach(ctx, vol); err != nil {
+		t.Fatalf("detach with a hung umount: %v", err)
+	}
+	if len(h.forced) != 1 || h.forced[0] != "-f -l "+dir {
+		t.Fatalf("forced unmounts %q, want one umount -f -l %s", h.forced, dir)
+	}
 }
