@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xenha/xenha/examples/internal/powercut"
 	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/fence/ipmi"
 	"github.com/xenha/xenha/fence/ipmi/ipmitest"
@@ -63,8 +64,11 @@ type host struct {
 	xml string
 	bmc *ipmitest.BMC
 
+	net *powercut.Network // the host's cluster traffic, cut with the power
+
 	mu     sync.Mutex
-	addr   string // fixed at first start: peers know the member by it
+	closed chan struct{} // closed when the last member's orderly Close ended
+	addr   string        // fixed at first start: peers know the member by it
 	member *ha.Cluster
 	hv     *libvirt.Hypervisor
 	guard  netguard.Guard
@@ -93,7 +97,7 @@ func newPool(ctx context.Context, n int, netns bool, profile ha.Config, log *slo
 		return nil, err
 	}
 	for i := range n {
-		h := &host{p: p, id: fmt.Sprintf("h%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("h%d", i+1))}
+		h := &host{p: p, id: fmt.Sprintf("h%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("h%d", i+1)), net: powercut.New()}
 		if err := os.MkdirAll(h.dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -153,6 +157,15 @@ func (h *host) start(ctx context.Context) error {
 	if h.up {
 		return nil
 	}
+	if h.closed != nil {
+		// The previous member must have let go of its data directory.
+		select {
+		case <-h.closed:
+		case <-ctx.Done():
+			return fmt.Errorf("host %s: previous member still closing: %w", h.id, ctx.Err())
+		}
+	}
+	h.net.Restore()
 	hv, err := libvirt.Open(ctx, "test://"+h.xml, libvirt.WithLogger(h.p.log))
 	if err != nil {
 		return fmt.Errorf("host %s: hypervisor: %w", h.id, err)
@@ -183,6 +196,7 @@ func (h *host) start(ctx context.Context) error {
 		cfg.BindAddr = "127.0.0.1:0"
 	}
 	cfg.JoinToken, cfg.TLS, cfg.Logger = h.p.token, tlsCfg, h.p.log
+	cfg.Network = h.net
 	cfg.Hypervisor, cfg.Fencer, cfg.Guard = hv, f, h.guard
 	cfg.Storage = map[string]storage.Backend{storageKind: h.p.store.Backend(h.id)}
 	m, err := ha.New(ctx, cfg)
@@ -207,7 +221,9 @@ func (h *host) power(on bool) {
 	h.stop()
 }
 
-// stop is the power cut: domains and member go at once.
+// stop is the power cut: the member falls silent and the domains vanish at
+// once; the member's orderly Close (releasing its data directory) follows
+// in the background, as the next power-on waits for it.
 func (h *host) stop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -215,10 +231,26 @@ func (h *host) stop() {
 		return
 	}
 	h.up, h.downAt = false, time.Now()
+	h.net.Cut()
 	h.hv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = h.member.Close(ctx)
+	m, closed := h.member, make(chan struct{})
+	h.closed = closed
+	go func() {
+		defer close(closed)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	}()
+}
+
+// wait blocks until the host's last member has closed.
+func (h *host) wait() {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed != nil {
+		<-closed
+	}
 }
 
 // cluster is the host's member while it is up, else nil.
@@ -318,7 +350,7 @@ func (p *pool) close() {
 	var wg sync.WaitGroup
 	for _, h := range p.hosts {
 		wg.Add(1)
-		go func() { defer wg.Done(); h.stop() }()
+		go func() { defer wg.Done(); h.stop(); h.wait() }()
 	}
 	wg.Wait()
 	for _, h := range p.hosts {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xenha/xenha/examples/internal/powercut"
 	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/fence/ipmi"
 	"github.com/xenha/xenha/fence/ipmi/ipmitest"
@@ -109,6 +110,7 @@ type labHost struct {
 	gw     string // the gateway copy's namespace
 	uplink string // the host's port on the LAN switch, in lan
 	nsFile *os.File
+	net    *powercut.Network
 
 	mu     sync.Mutex
 	m      *member
@@ -156,7 +158,7 @@ func newLab(t testing.TB) *lab {
 	l.ip(l.client, "addr", "add", clientIP+"/24", "dev", "eth0")
 	l.ip(l.client, "link", "set", "eth0", "up")
 	for i, id := range []string{"gw-a", "gw-b"} {
-		h := &labHost{id: id, ns: fmt.Sprintf("%s-h%d", p, i), gw: fmt.Sprintf("%s-g%d", p, i), uplink: fmt.Sprintf("up%d", i)}
+		h := &labHost{id: id, ns: fmt.Sprintf("%s-h%d", p, i), gw: fmt.Sprintf("%s-g%d", p, i), uplink: fmt.Sprintf("up%d", i), net: powercut.New()}
 		l.addNS(h.ns)
 		l.addNS(h.gw)
 		l.ip(h.ns, "link", "add", "br0", "type", "bridge")
@@ -190,7 +192,9 @@ func newLab(t testing.TB) *lab {
 	return l
 }
 
-// powerOff is the power cut: the host's cable and its member go at once.
+// powerOff is the power cut: the member falls silent, the host's cable and
+// its gateway copy go dark, and the member's orderly Close follows in the
+// background.
 func (l *lab) powerOff(h *labHost) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -198,12 +202,16 @@ func (l *lab) powerOff(h *labHost) {
 		return
 	}
 	h.downAt = time.Now()
+	h.net.Cut()
 	_ = exec.Command("ip", "-n", l.lan, "link", "set", h.uplink, "down").Run()
 	_ = exec.Command("ip", "-n", h.ns, "link", "set", "vif1.0", "down").Run()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = h.m.c.Close(ctx)
+	c := h.m.c
 	h.m = nil
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	}()
 }
 
 func (l *lab) config(id string, profile ha.Config) ha.Config {
@@ -246,6 +254,7 @@ func (l *lab) start(ctx context.Context, profile ha.Config) *member {
 				l.t.Fatal(err)
 			}
 			cfg.Guard = g
+			cfg.Network = h.net
 		}
 		m, err := startMember(ctx, cfg, l.gws)
 		if err != nil {
@@ -427,12 +436,24 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 	return out
 }
 
+// loaded is FastLAN with the failure detector slowed for a loaded CI
+// machine (2 cores, -race, every package's tests at once): there a member
+// can miss FastLAN's 400 ms deadline during a join and be fenced, correctly
+// but uselessly for this test. The benchmark measures FastLAN itself.
+func loaded() ha.Config {
+	c := ha.FastLAN()
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+	c.KeepAlive, c.WarnTime, c.DeadTime = 200*time.Millisecond, time.Second, 1500*time.Millisecond
+	c.Lease, c.ReassignAfter, c.IsolationLead = 2500*time.Millisecond, 2700*time.Millisecond, 300*time.Millisecond
+	return c
+}
+
 // TestGatewaySwitchOver is the seeds' failure: the active gateway host dies
 // and the passive one takes the gateway over, with real packets through
 // real nftables bridge tables.
 func TestGatewaySwitchOver(t *testing.T) {
-	out := switchover(t, ha.FastLAN())
-	t.Logf("outage seen by the client: %v (FastLAN: suspect after 400ms, reassign after 850ms)", out.Round(time.Millisecond))
+	out := switchover(t, loaded())
+	t.Logf("outage seen by the client: %v (suspect after 1.5 s, reassign after 2.7 s; FastLAN's figure: go test -bench GatewaySwitchOver)", out.Round(time.Millisecond))
 }
 
 // BenchmarkGatewaySwitchOver reports the client's outage when the active
