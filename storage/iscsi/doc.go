@@ -28,9 +28,14 @@
 //
 //	sg_persist -n -i -k DEV; sg_persist -n -i -r DEV     registered keys, holder
 //	sg_persist -n -o -I -S GEN DEV                       register key = generation
+//	sg_persist -n -i -k DEV; sg_persist -n -i -r DEV     read again
 //	sg_persist -n -o -R -K GEN -T 5 DEV                  reserve, if nobody holds it
 //	sg_persist -n -o -A -K GEN -S OLD -T 5 DEV           preempt and abort each older key
 //
+// Registering first re-keys this host's own registration (a host moving to
+// a newer generation does not preempt itself), and the second read catches
+// a newer generation that registered in between, in which case this host
+// unregisters and steps back.
 // Type 5 is Write Exclusive, Registrants Only: registered initiators may
 // write, everyone else gets RESERVATION CONFLICT. Since only the newest
 // generation stays registered, a fenced host that wakes up cannot write even
@@ -44,8 +49,8 @@
 // ABORT (tgt 1.0.85) get PREEMPT, which removes the old key just the same
 // but does not abort commands it had already queued.
 //
-// The rule that decides the plan lives in one function shared by the
-// sg_persist path and [Session.TakeOver], the same sequence in pure Go. The
+// The sequence lives in one function shared by the sg_persist path and
+// [Session.TakeOver], which runs it in pure Go. The
 // tests run it against a real tgtd with two initiators and show the fenced
 // initiator's WRITE refused. Host mode itself is tested on recorded
 // iscsiadm and sg_persist output: this kernel has no iSCSI initiator.

@@ -54,13 +54,9 @@ func exitCode(err error) int {
 //	iscsiadm -m discovery -t sendtargets -p PORTAL     (is the IQN offered?)
 //	iscsiadm -m node -T IQN -p PORTAL --login          (15 = already logged in)
 //	iscsiadm -m session -P 3                           (find /dev/sdX of the LUN)
-//	sg_persist -n -i -k DEV, sg_persist -n -i -r DEV   (who holds it?)
-//	sg_persist -n -o -I -S GEN DEV                     (register key = generation)
-//	sg_persist -n -o -R -K GEN -T 5 DEV                (reserve, if free)
-//	sg_persist -n -o -A -K GEN -S OLD -T 5 DEV         (preempt and abort each older key;
-//	                                                    -P if the target lacks it)
+//	sg_persist ...                                     (takeOver, see sgPersist)
 func (b *Backend) attachHost(ctx context.Context, vol storage.Volume, t target) (storage.Source, error) {
-	if _, err := planTakeover(nil, nil, vol.Generation); err != nil {
+	if err := checkGeneration(nil, nil, vol.Generation); err != nil {
 		return storage.Source{}, err
 	}
 	res, err := b.runTool(ctx, "iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", t.portal)
@@ -128,40 +124,62 @@ func (b *Backend) waitDevice(ctx context.Context, t target) (string, error) {
 	}
 }
 
-// reserve carries out planTakeover's plan with sg_persist: register key =
-// generation, reserve if free, preempt-and-abort every older key.
+// reserve runs takeOver with sg_persist on dev.
 func (b *Backend) reserve(ctx context.Context, dev string, gen uint64) error {
-	keys, holder, err := b.readReservation(ctx, dev)
-	if err != nil {
-		return err
-	}
-	steps, err := planTakeover(keys, holder, gen)
-	if err != nil {
+	if err := takeOver(ctx, sgPersist{b, dev}, gen); err != nil {
 		return fmt.Errorf("%s: %w", dev, err)
 	}
-	key := hexKey(gen)
-	for _, st := range steps {
-		var args []string
-		switch st.action {
-		case stepRegister:
-			args = []string{"-n", "-o", "-I", "-S", key, dev}
-		case stepReserve:
-			args = []string{"-n", "-o", "-R", "-K", key, "-T", prTypeWERO, dev}
-		case stepPreempt:
-			args = []string{"-n", "-o", "-A", "-K", key, "-S", hexKey(st.victim), "-T", prTypeWERO, dev}
-		}
-		_, err := b.runTool(ctx, "sg_persist", args...)
-		if err != nil && st.action == stepPreempt && exitCode(err) == sgIllegalRequest {
-			// No PREEMPT AND ABORT on this target: plain PREEMPT still
-			// removes the old key; see Session.preempt.
-			b.log.LogAttrs(ctx, slog.LevelWarn, "target lacks PREEMPT AND ABORT; using PREEMPT", slog.String("device", dev))
-			_, err = b.runTool(ctx, "sg_persist", "-n", "-o", "-P", "-K", key, "-S", hexKey(st.victim), "-T", prTypeWERO, dev)
-		}
-		if err != nil {
-			return b.prErr(dev, st.action, err)
-		}
+	return nil
+}
+
+// sgPersist is a disk's reservations through sg_persist:
+//
+//	sg_persist -n -i -k DEV; sg_persist -n -i -r DEV   keys, holder
+//	sg_persist -n -o -I -S GEN DEV                     register key = generation
+//	sg_persist -n -o -R -K GEN -T 5 DEV                reserve
+//	sg_persist -n -o -A -K GEN -S OLD -T 5 DEV         preempt and abort (-P if unsupported)
+//	sg_persist -n -o -G -K GEN -S 0 DEV                unregister
+type sgPersist struct {
+	b   *Backend
+	dev string
+}
+
+func (p sgPersist) state(ctx context.Context) ([]uint64, *uint64, error) {
+	return p.b.readReservation(ctx, p.dev)
+}
+
+func (p sgPersist) out(ctx context.Context, step string, args ...string) error {
+	_, err := p.b.runTool(ctx, "sg_persist", append(append([]string{"-n", "-o"}, args...), p.dev)...)
+	if err != nil {
+		return p.b.prErr(p.dev, step, err)
 	}
 	return nil
+}
+
+func (p sgPersist) register(ctx context.Context, key uint64) error {
+	return p.out(ctx, "register", "-I", "-S", hexKey(key))
+}
+
+func (p sgPersist) reserve(ctx context.Context, key uint64) error {
+	return p.out(ctx, "reserve", "-R", "-K", hexKey(key), "-T", prTypeWERO)
+}
+
+func (p sgPersist) preempt(ctx context.Context, key, victim uint64) error {
+	_, err := p.b.runTool(ctx, "sg_persist", "-n", "-o", "-A", "-K", hexKey(key), "-S", hexKey(victim), "-T", prTypeWERO, p.dev)
+	if err != nil && exitCode(err) == sgIllegalRequest {
+		// No PREEMPT AND ABORT on this target: plain PREEMPT still removes
+		// the old key; see Session.preempt.
+		p.b.log.LogAttrs(ctx, slog.LevelWarn, "target lacks PREEMPT AND ABORT; using PREEMPT", slog.String("device", p.dev))
+		return p.out(ctx, "preempt", "-P", "-K", hexKey(key), "-S", hexKey(victim), "-T", prTypeWERO)
+	}
+	if err != nil {
+		return p.b.prErr(p.dev, "preempt", err)
+	}
+	return nil
+}
+
+func (p sgPersist) unregister(ctx context.Context, key uint64) error {
+	return p.out(ctx, "unregister", "-G", "-K", hexKey(key), "-S", "0")
 }
 
 // confirmHeld checks that this host's key still holds dev's reservation.

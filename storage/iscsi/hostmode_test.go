@@ -96,6 +96,7 @@ func TestHostLoginTranscripts(t *testing.T) {
 		says string
 	}{
 		{"stale.txt", 5, storage.ErrStaleGeneration, "reserve", "newer generation"},
+		{"raced-newer.txt", 6, storage.ErrStaleGeneration, "reserve", "newer generation"},
 		{"in-use.txt", 5, storage.ErrInUse, "reserve", "already held"},
 		{"not-offered.txt", 1, storage.ErrNotFound, "discovery", "does not offer"},
 		{"no-initiator.txt", 1, nil, "discovery", "iscsi_tcp kernel module is missing"},

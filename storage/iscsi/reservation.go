@@ -237,41 +237,46 @@ func (s *Session) preempt(ctx context.Context, lun int, key, victim uint64, typ 
 	return err
 }
 
-// TakeOver makes generation gen the only writer of the unit: the same plan
-// the HostLogin backend carries out with sg_persist, in pure Go. It fails
-// with storage.ErrStaleGeneration when a newer generation is registered and
-// storage.ErrInUse when another initiator holds gen itself.
+// TakeOver makes generation gen the only writer of the unit: the same
+// sequence the HostLogin backend runs with sg_persist (see takeOver), in
+// pure Go. It fails with storage.ErrStaleGeneration when a newer generation
+// is registered and storage.ErrInUse when another initiator holds gen.
 func (s *Session) TakeOver(ctx context.Context, lun int, gen uint64) error {
-	keys, err := s.ReadKeys(ctx, lun)
+	return takeOver(ctx, sessionPR{s, lun}, gen)
+}
+
+// sessionPR is a unit's reservations seen through a Session.
+type sessionPR struct {
+	s   *Session
+	lun int
+}
+
+func (p sessionPR) state(ctx context.Context) ([]uint64, *uint64, error) {
+	keys, err := p.s.ReadKeys(ctx, p.lun)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	r, err := s.ReadReservation(ctx, lun)
-	if err != nil {
-		return err
+	r, err := p.s.ReadReservation(ctx, p.lun)
+	if err != nil || r == nil {
+		return keys, nil, err
 	}
-	var holder *uint64
-	if r != nil {
-		holder = &r.Key
-	}
-	steps, err := planTakeover(keys, holder, gen)
-	if err != nil {
-		return err
-	}
-	for _, st := range steps {
-		switch st.action {
-		case stepRegister:
-			err = s.Register(ctx, lun, gen)
-		case stepReserve:
-			err = s.Reserve(ctx, lun, gen, WriteExclusiveRegistrantsOnly)
-		case stepPreempt:
-			err = s.preempt(ctx, lun, gen, st.victim, WriteExclusiveRegistrantsOnly)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return keys, &r.Key, nil
+}
+
+func (p sessionPR) register(ctx context.Context, key uint64) error {
+	return p.s.Register(ctx, p.lun, key)
+}
+
+func (p sessionPR) reserve(ctx context.Context, key uint64) error {
+	return p.s.Reserve(ctx, p.lun, key, WriteExclusiveRegistrantsOnly)
+}
+
+func (p sessionPR) preempt(ctx context.Context, key, victim uint64) error {
+	return p.s.preempt(ctx, p.lun, key, victim, WriteExclusiveRegistrantsOnly)
+}
+
+func (p sessionPR) unregister(ctx context.Context, key uint64) error {
+	return p.s.Unregister(ctx, p.lun, key)
 }
 
 // Write writes data (whole blocks of blockSize) at lba with WRITE(10).
@@ -299,56 +304,93 @@ func (s *Session) Read(ctx context.Context, lun int, lba uint32, blocks, blockSi
 	return s.do(ctx, lun, "read", cdb, blocks*blockSize, nil)
 }
 
-// Steps of a take-over plan.
-const (
-	stepRegister = "register"
-	stepReserve  = "reserve"
-	stepPreempt  = "preempt"
-)
-
-type prStep struct {
-	action string
-	victim uint64
+// prDevice is a logical unit's persistent reservations as this host's
+// initiator sees them, through sg_persist (HostLogin) or a Session.
+type prDevice interface {
+	// state returns the registered keys (one per registered I_T nexus) and
+	// the reservation holder's key, nil if none is held.
+	state(ctx context.Context) (keys []uint64, holder *uint64, err error)
+	register(ctx context.Context, key uint64) error // REGISTER AND IGNORE EXISTING KEY
+	reserve(ctx context.Context, key uint64) error  // type 5
+	preempt(ctx context.Context, key, victim uint64) error
+	unregister(ctx context.Context, key uint64) error
 }
 
-// planTakeover decides how generation gen becomes the only registered
-// writer, given the registered keys and the reservation holder's key (nil:
-// none). It is the one place that rule lives; host mode (sg_persist) and
-// Session.TakeOver (pure Go) both carry out its plan.
-func planTakeover(keys []uint64, holder *uint64, gen uint64) ([]prStep, error) {
+// checkGeneration refuses a take-over that would undo a newer one.
+func checkGeneration(keys []uint64, holder *uint64, gen uint64) error {
 	if gen == 0 {
-		return nil, fmt.Errorf("generation 0 cannot be a reservation key (SCSI reserves key 0): %w", storage.ErrInvalidVolume)
+		return fmt.Errorf("generation 0 cannot be a reservation key (SCSI reserves key 0): %w", storage.ErrInvalidVolume)
 	}
 	for _, k := range keys {
 		if k > gen {
-			return nil, fmt.Errorf("key 0x%x (a newer generation) is registered, this host has %d: %w", k, gen, storage.ErrStaleGeneration)
+			return fmt.Errorf("key 0x%x (a newer generation) is registered, this host has %d: %w", k, gen, storage.ErrStaleGeneration)
 		}
 	}
 	if holder != nil && *holder > gen {
-		return nil, fmt.Errorf("the reservation is held with key 0x%x (a newer generation), this host has %d: %w", *holder, gen, storage.ErrStaleGeneration)
+		return fmt.Errorf("the reservation is held with key 0x%x (a newer generation), this host has %d: %w", *holder, gen, storage.ErrStaleGeneration)
+	}
+	return nil
+}
+
+// takeOver makes generation gen the only registered writer of d. It is the
+// one place the rule lives; HostLogin (sg_persist) and Session.TakeOver
+// (pure Go) both run it.
+//
+//  1. Read keys and holder. A newer key means this host is the old writer
+//     (storage.ErrStaleGeneration); gen itself held means another host
+//     claims this generation (storage.ErrInUse).
+//  2. Register key gen for this initiator, replacing whatever key it had
+//     (so a host moving to a newer generation, or restarted, re-keys its
+//     own registration instead of having to preempt itself).
+//  3. Read again: what is left besides gen belongs to older writers. A
+//     newer key that appeared meanwhile wins: unregister and step back.
+//  4. Reserve (type 5) if nobody holds the reservation, and preempt-and-
+//     abort every other key, once per key (a host with two paths shows its
+//     key twice). Preempting the holder's key takes the reservation over;
+//     aborting its queued commands keeps a write it already sent from
+//     landing after the hand-over.
+func takeOver(ctx context.Context, d prDevice, gen uint64) error {
+	keys, holder, err := d.state(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkGeneration(keys, holder, gen); err != nil {
+		return err
 	}
 	if holder != nil && *holder == gen {
-		return nil, fmt.Errorf("the reservation with key 0x%x (generation %d) is already held, not by this attach: %w", gen, gen, storage.ErrInUse)
+		return fmt.Errorf("the reservation with key 0x%x (generation %d) is already held, not by this attach: %w", gen, gen, storage.ErrInUse)
 	}
-	steps := []prStep{{action: stepRegister}}
+	if err := d.register(ctx, gen); err != nil {
+		return err
+	}
+	keys, holder, err = d.state(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkGeneration(keys, holder, gen); err != nil {
+		// Registered after a newer writer read the keys: it would not
+		// preempt this registration, so remove it ourselves.
+		_ = d.unregister(ctx, gen)
+		return err
+	}
 	if holder == nil {
-		steps = append(steps, prStep{action: stepReserve})
-	}
-	// One key per registered I_T nexus: a host with two paths shows its key
-	// twice, and one preempt removes both. Preempt-and-abort also aborts the
-	// old writer's queued commands, so a write it already sent cannot land
-	// after the hand-over; preempting the holder's key takes the
-	// reservation over.
-	seen := map[uint64]bool{gen: true}
-	victims := append([]uint64{}, keys...)
-	if holder != nil {
-		victims = append(victims, *holder)
-	}
-	for _, k := range victims {
-		if !seen[k] {
-			seen[k] = true
-			steps = append(steps, prStep{action: stepPreempt, victim: k})
+		if err := d.reserve(ctx, gen); err != nil {
+			return err
 		}
 	}
-	return steps, nil
+	seen := map[uint64]bool{gen: true}
+	victims := keys
+	if holder != nil {
+		victims = append(append([]uint64{}, keys...), *holder)
+	}
+	for _, k := range victims {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if err := d.preempt(ctx, gen, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -113,3 +113,39 @@ func TestHostLoginHealthSeesPreemption(t *testing.T) {
 		t.Fatalf("health of the new holder: %v", err)
 	}
 }
+
+// TestTakeOverOwnOlderKey: a host that holds generation 3 and is given
+// generation 4 (say, after a controller restart) re-keys its own
+// registration; it must not try to preempt itself, which the target would
+// refuse.
+func TestTakeOverOwnOlderKey(t *testing.T) {
+	g := startTgtd(t)
+	const iqn = "iqn.2026-11.test.xenha:rekey"
+	g.AddTarget(1, iqn, 1<<20)
+	sa := newStandIn("host-a", g.Portal)
+	t.Cleanup(sa.close)
+	a := iscsi.New("host-a", iscsi.WithMode(iscsi.HostLogin), iscsi.WithRunner(sa))
+	ctx := ctxT(t)
+	vol := tgtVolume(g.Portal, iqn)
+	for _, gen := range []uint64{3, 4} {
+		vol.Generation = gen
+		if _, err := a.Attach(ctx, vol); err != nil {
+			t.Fatalf("attach at generation %d: %v", gen, err)
+		}
+	}
+	probe, err := iscsi.Login(ctx, g.Portal, iqn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close(ctx)
+	keys, err := probe.ReadKeys(ctx, 1)
+	if err != nil || len(keys) != 1 || keys[0] != 4 {
+		t.Fatalf("keys = %v, %v; want only 4", keys, err)
+	}
+	if r, err := probe.ReadReservation(ctx, 1); err != nil || r == nil || r.Key != 4 {
+		t.Fatalf("reservation = %+v, %v; want key 4", r, err)
+	}
+	if err := a.Health(ctx, vol); err != nil {
+		t.Fatalf("health after re-key: %v", err)
+	}
+}
