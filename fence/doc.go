@@ -12,8 +12,10 @@
 // never enter the replicated log.
 //
 // [Chain] tries ordered levels with per-level timeouts and escalates on failure or
-// silence, recording every [Attempt]. Optional capabilities are separate
-// interfaces: [StatusReader] and [Unfencer].
+// silence, recording every [Attempt]; on total failure it returns a
+// [*ChainError] listing them. [All] combines devices that must all act (a
+// host with two power feeds) into one level. Optional capabilities are
+// separate interfaces: [StatusReader] and [Unfencer].
 //
 // Implementations live in sub-packages (ipmi, agent, watchdog, sbd, libvirt); a
 // scriptable fake and the conformance suite every implementation passes live in
