@@ -67,7 +67,10 @@ func WithPetInterval(d time.Duration) KeeperOption { return func(k *Keeper) { k.
 func WithLogger(l *slog.Logger) KeeperOption { return func(k *Keeper) { k.log = l } }
 
 // Open opens the watchdog device at path and arms it (opening a Linux
-// watchdog device starts it). It does not create path.
+// watchdog device starts it). It does not create path. Open it when the host
+// first holds a lease, and Feed it at once: an armed device that is not fed
+// resets the host one timeout later, which is right for a host that lost
+// its lease but would reboot-loop a host still joining.
 func Open(path string, opts ...KeeperOption) (*Keeper, error) {
 	k := &Keeper{path: path, timeout: 10 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil)), wake: make(chan struct{}, 1)}
 	for _, o := range opts {
