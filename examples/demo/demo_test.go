@@ -142,3 +142,27 @@ func TestDemoVMs(t *testing.T) {
 		t.Fatalf("demoVMs(12, 3): %d VMs, %d in the anti-affinity group, %d best-effort", len(vms), groups, best)
 	}
 }
+
+// BenchmarkDemoFailover runs `make demo`'s script with FastLAN and reports
+// what an operator would quote: how long a follower's and the leader's VMs
+// were down after the plug was pulled, as the hypervisors saw it.
+func BenchmarkDemoFailover(b *testing.B) {
+	netns, _ := canNetNS()
+	var follower, leader Millis
+	for range b.N {
+		sum, err := Run(b.Context(), Options{Hosts: 3, VMs: 12, Victims: []string{"follower", "leader"},
+			Restore: true, NetNS: netns, Wait: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !sum.OK || len(sum.Incidents) != 2 {
+			var text bytes.Buffer
+			sum.WriteText(&text)
+			b.Fatalf("demo not OK:\n%s", text.String())
+		}
+		follower += sum.Incidents[0].Outage
+		leader += sum.Incidents[1].Outage
+	}
+	b.ReportMetric(float64(follower)/float64(b.N), "ms/outage-follower")
+	b.ReportMetric(float64(leader)/float64(b.N), "ms/outage-leader")
+}

@@ -48,11 +48,19 @@ func (v *view) note(format string, args ...any) {
 	}
 }
 
+// stop draws the final picture, which stays on screen above the summary.
 func (v *view) stop() {
 	v.once.Do(func() { close(v.done) })
+	var st *ha.State
+	if m := v.p.live(); m != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, _ = m.State(ctx, ha.Consistent)
+		cancel()
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.drawLocked(nil, true) // the last picture stays on screen
+	v.dirty = true
+	v.drawLocked(st, true)
 }
 
 func (v *view) run(ctx context.Context) {
@@ -148,7 +156,7 @@ func (v *view) drawLocked(st *ha.State, final bool) {
 func (v *view) table(st *ha.State, cur map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "xenha demo   %s   leader %s\n\n", v.stamp(), cur["leader"])
-	fmt.Fprintf(&b, "%-5s %-22s %s\n", "HOST", "STATE", "VMS (running ●, starting ○)")
+	fmt.Fprintf(&b, "%-5s %-28s %s\n", "HOST", "STATE", "VMS (● running, ○ starting)")
 	byHost := map[string][]string{}
 	var unplaced []string
 	for _, name := range slices.Sorted(mapKeys(st.VMs)) {
@@ -164,10 +172,10 @@ func (v *view) table(st *ha.State, cur map[string]string) string {
 		byHost[vm.Host] = append(byHost[vm.Host], mark+name)
 	}
 	for _, id := range slices.Sorted(mapKeys(st.Hosts)) {
-		fmt.Fprintf(&b, "%-5s %-22s %s\n", id, cur["host "+id], strings.Join(byHost[id], " "))
+		fmt.Fprintf(&b, "%-5s %-28s %s\n", id, cur["host "+id], strings.Join(byHost[id], " "))
 	}
 	if len(unplaced) > 0 {
-		fmt.Fprintf(&b, "%-5s %-22s %s\n", "-", "unplaced", strings.Join(unplaced, " "))
+		fmt.Fprintf(&b, "%-5s %-28s %s\n", "-", "unplaced", strings.Join(unplaced, " "))
 	}
 	b.WriteString("\n")
 	notes := v.notes
