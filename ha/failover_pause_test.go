@@ -1,0 +1,67 @@
+package ha_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/fence/fencetest"
+	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/hatest"
+	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/xenctltest"
+)
+
+// When the whole cluster loses quorum for a moment (every host cut off from
+// every other), every host pauses its VMs before its lease ends; when quorum
+// returns with the same epochs, the VMs are resumed where they were, and
+// nothing moves.
+func TestFailoverQuorumLossPausesThenResumes(t *testing.T) {
+	w := hatest.NewWorld(t, 3, hatest.FenceBehavior(fencetest.Succeed().WithLatency(20*time.Second)))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	vms := testVMs(4)
+	if err := w.AddVMs(ctx, vms...); err != nil {
+		t.Fatal(err)
+	}
+	before := w.State()
+	w.Partition([]int{0}, []int{1}, []int{2})
+	if err := waitFor(ctx, func() bool {
+		for _, vm := range vms {
+			if len(w.RunningOn(vm.Name)) != 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("VMs still execute without quorum: %v", err)
+	}
+	for _, vm := range vms {
+		if on := w.Hyper.Active(vm.Name); len(on) != 1 || on[0] != before.VMs[vm.Name].Host {
+			t.Fatalf("VM %s is active on %v, want paused on %s", vm.Name, on, before.VMs[vm.Name].Host)
+		}
+	}
+	w.Heal()
+	for _, vm := range vms {
+		host, err := w.WaitRunning(ctx, vm.Name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := before.VMs[vm.Name].Host; host != want {
+			t.Errorf("VM %s resumed on %s, want %s", vm.Name, host, want)
+		}
+	}
+	resumes := 0
+	for _, id := range []string{"h1", "h2", "h3"} {
+		resumes += w.Host(id).Hyper.CallCount(xenctltest.MethodResume)
+	}
+	if resumes < len(vms) {
+		t.Errorf("%d resumes, want %d", resumes, len(vms))
+	}
+	if s := w.State(); len(s.Fences) != 0 {
+		t.Errorf("fences %+v after a brief loss of quorum", s.Fences)
+	}
+	_ = ha.Stale
+	_ = xenctl.StateRunning
+}
