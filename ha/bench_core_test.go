@@ -36,6 +36,7 @@ func BenchmarkCommit(b *testing.B) {
 		follower  bool
 	}{
 		{"leader-sequential-unbatched", false, 1, false},
+		{"leader-concurrent16-unbatched", false, 16, false},
 		{"leader-concurrent16-batched", true, 16, false},
 		{"follower-concurrent16-batched", true, 16, true},
 	}

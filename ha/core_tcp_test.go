@@ -75,6 +75,12 @@ func TestTCPLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 		acked[key] = uint64(k + 1)
 	}
+	subs := map[int]<-chan ha.Event{}
+	for i := range 3 {
+		if i != leader {
+			subs[i] = hc.Member(i).Subscribe(ctx)
+		}
+	}
 	hc.Crash(leader)
 	newLeader, err := hc.WaitLeader(ctx)
 	if err != nil {
@@ -82,6 +88,14 @@ func TestTCPLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	if newLeader == leader {
 		t.Fatalf("crashed member %s still leads", hc.ID(leader))
+	}
+	for e := range subs[newLeader] {
+		if e.Kind == ha.EventLeaderElected {
+			if e.Host != hc.ID(newLeader) {
+				t.Fatalf("leader event names %s, want %s", e.Host, hc.ID(newLeader))
+			}
+			break
+		}
 	}
 	for _, i := range hc.Running() {
 		for key, want := range acked {
