@@ -58,15 +58,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, f, log); err != nil {
+	if err := run(ctx, f, log, nil); err != nil {
 		log.Error("daemon stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
 // run is the daemon's life: start the member, enter the pool, report
-// events until ctx ends, close.
-func run(ctx context.Context, f *File, log *slog.Logger) error {
+// events until ctx ends, close. ready, if set, is called once the member is
+// in the pool.
+func run(ctx context.Context, f *File, log *slog.Logger, ready func(*ha.Cluster)) error {
 	cfg, cleanup, err := build(ctx, f, log)
 	if err != nil {
 		return err
@@ -99,6 +100,9 @@ func run(ctx context.Context, f *File, log *slog.Logger) error {
 		log.Info("joined the pool", "via", f.Join)
 	default:
 		return fmt.Errorf("daemon: host %s has no state in %s: set \"bootstrap\": true on the first host, or \"join\" to existing members", f.ID, f.DataDir)
+	}
+	if ready != nil {
+		ready(c)
 	}
 	for ev := range events {
 		log.Info("event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
@@ -212,12 +216,23 @@ func loadTLS(files TLSFiles) (*ha.TLSConfig, error) {
 	return &ha.TLSConfig{CA: pool, Cert: cert}, nil
 }
 
-// fencers builds one chain per host.
+// fencers builds one fence.Chain whose level i sends each host to its own
+// i-th configured level (a host with fewer levels fails that level at once
+// with fence.ErrUnknownHost). One Chain, rather than one per host, lets ha
+// record every attempt in the incident.
 func fencers(cfg map[string][]FenceLevel, log *slog.Logger) (fence.Fencer, error) {
-	byHost := hostFencers{}
-	for host, levels := range cfg {
-		var chain []fence.Level
-		for i, l := range levels {
+	depth := 0
+	for _, levels := range cfg {
+		depth = max(depth, len(levels))
+	}
+	chain := make([]fence.Level, depth)
+	for i := range chain {
+		byHost := hostFencers{}
+		for host, levels := range cfg {
+			if i >= len(levels) {
+				continue
+			}
+			l := levels[i]
 			iface := ipmi.Lanplus
 			if l.Interface == "lan" {
 				iface = ipmi.Lan
@@ -227,24 +242,26 @@ func fencers(cfg map[string][]FenceLevel, log *slog.Logger) (fence.Fencer, error
 			if err != nil {
 				return nil, fmt.Errorf("%w: fence.%s[%d]: %v", ErrConfig, host, i, err)
 			}
-			chain = append(chain, fence.Level{Method: l.Method, Fencer: f, Timeout: time.Duration(l.Timeout)})
+			byHost[host] = f
+			chain[i].Method = l.Method
+			chain[i].Timeout = max(chain[i].Timeout, time.Duration(l.Timeout))
 		}
-		c, err := fence.NewChain(chain, fence.WithChainLogger(log))
-		if err != nil {
-			return nil, fmt.Errorf("%w: fence.%s: %v", ErrConfig, host, err)
-		}
-		byHost[host] = c
+		chain[i].Fencer = byHost
 	}
-	return byHost, nil
+	c, err := fence.NewChain(chain, fence.WithChainLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("%w: fence: %v", ErrConfig, err)
+	}
+	return c, nil
 }
 
-// hostFencers sends each host to its own chain.
+// hostFencers sends each host to its own fencer.
 type hostFencers map[string]fence.Fencer
 
 func (h hostFencers) Fence(ctx context.Context, host string) (fence.Proof, error) {
 	f, ok := h[host]
 	if !ok {
-		return fence.Proof{}, fmt.Errorf("daemon: fence %s: %w: add it under \"fence\" in the configuration", host, fence.ErrUnknownHost)
+		return fence.Proof{}, fmt.Errorf("daemon: fence %s: %w at this level: add it under \"fence\" in the configuration", host, fence.ErrUnknownHost)
 	}
 	return f.Fence(ctx, host)
 }
