@@ -327,6 +327,36 @@ func (p *prober) stop() {
 	}
 }
 
+// capture runs tcpdump in a namespace.
+type capture struct {
+	cmd *exec.Cmd
+	out syncBuffer
+}
+
+func startCapture(t testing.TB, ns, filter string) *capture {
+	testenv.NeedBinary(t, "tcpdump")
+	c := &capture{cmd: exec.Command("ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-e", "-i", "eth0", filter)}
+	c.cmd.Stdout = &c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	time.Sleep(200 * time.Millisecond) // tcpdump opens its socket
+	return c
+}
+
+func (c *capture) text() string { return c.out.String() }
+
+func (c *capture) stop() {
+	if c.cmd.ProcessState == nil {
+		_ = c.cmd.Process.Signal(os.Interrupt)
+		_ = c.cmd.Wait()
+	}
+}
+
+// garp matches tcpdump's line for a gratuitous ARP of the gateway.
+var garp = regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(gwMAC) + `.*Request who-has ` + regexp.QuoteMeta(gwIP) + ` tell ` + regexp.QuoteMeta(gwIP) + `\b`)
+
 var replyLine = regexp.MustCompile(`^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)`)
 
 // replies are the reply times, in order.
@@ -395,6 +425,7 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 		leader = id
 	}
 	p := startProber(tb, l.client)
+	arp := startCapture(tb, l.client, "arp")
 	time.Sleep(300 * time.Millisecond)
 	pulled := time.Now()
 	l.bmcs["gw-a"].SetPower(false)
@@ -415,6 +446,17 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 	// gratuitous ARP, or the first reply).
 	if !reach(b.gw, clientIP) {
 		tb.Fatal("after the switch-over the new active copy (gw-b) cannot reach the client")
+	}
+	// gw-b announced the address: a gratuitous ARP (sender = target =
+	// the gateway's address) from the gateway's MAC reached the client.
+	if err := waitFor(ctx, "the gratuitous ARP at the client", func() bool {
+		return garp.MatchString(arp.text())
+	}); err != nil {
+		tb.Fatalf("%v; ARP seen by the client:\n%s", err, arp.text())
+	}
+	arp.stop()
+	if os.Getenv("GATEWAY_DEBUG") != "" {
+		tb.Logf("ARP at the client:\n%s", arp.text())
 	}
 	fdb := l.run("bridge", "-n", l.lan, "fdb", "show", "br", "sw")
 	if !strings.Contains(fdb, gwMAC+" dev "+b.uplink) {
