@@ -45,6 +45,10 @@ type Target struct {
 	User string
 	// Interface is Lanplus (default) or Lan.
 	Interface Interface
+	// Privilege is the session privilege to ask for: "administrator"
+	// (default) or "operator", which suffices for chassis control and is
+	// what a dedicated fencing user usually has.
+	Privilege string
 	// CipherSuites are the RMCP+ cipher suite IDs to try, in order (for
 	// example 17 then 3). Empty lets the client pick the best the BMC offers.
 	// Lanplus only.
@@ -174,6 +178,11 @@ func (t Target) validate(havePasswordFunc bool) error {
 		if c < 0 || c > 19 {
 			problems = append(problems, fmt.Sprintf("cipher suite %d out of range 0-19", c))
 		}
+	}
+	switch t.Privilege {
+	case "", "administrator", "operator":
+	default:
+		problems = append(problems, fmt.Sprintf("privilege %q is neither \"administrator\" nor \"operator\"", t.Privilege))
 	}
 	if len(t.CipherSuites) > 0 && t.iface() == Lan {
 		problems = append(problems, "cipher suites need the lanplus interface")

@@ -36,7 +36,7 @@ func simTarget(t testing.TB, b *ipmisim.BMC, iface ipmi.Interface, suites ...int
 
 func deadTarget(t testing.TB) ipmi.Target {
 	addr, port := ipmisim.DeadEndpoint(t)
-	return ipmi.Target{Address: addr, Port: port, User: "x", PasswordFile: writePassword(t, "x")}
+	return ipmi.Target{Address: addr, Port: port, User: "fence", PasswordFile: writePassword(t, "dead-bmc-Pa55")}
 }
 
 // TestConformanceIPMISim runs the contract against OpenIPMI's simulated BMC
@@ -117,6 +117,31 @@ func TestWrongPasswordIsRejectedNotUnreachable(t *testing.T) {
 	}
 	if on, _ := b.Powered(); !on || !g.on(t) {
 		t.Fatal("a rejected session changed the power")
+	}
+}
+
+// TestOperatorUser: a fencing user limited to the operator privilege can
+// fence when the target asks for operator.
+func TestOperatorUser(t *testing.T) {
+	b := ipmisim.Start(t)
+	op := ipmi.Target{Address: b.Addr, Port: b.Port, User: ipmisim.OperatorUser, CipherSuites: []int{3},
+		Privilege: "operator", PasswordFile: writePassword(t, ipmisim.OperatorPassword)}
+	f := newFencer(t, map[string]ipmi.Target{"op": op})
+	if _, err := f.Fence(t.Context(), "op"); err != nil {
+		t.Fatalf("operator user at operator privilege: %v", err)
+	}
+	if on, _ := b.Powered(); on {
+		t.Fatal("host still on after an operator fenced it")
+	}
+}
+
+// TestSilentBMC: a BMC address where packets vanish (nothing answers, no
+// ICMP refusal) is ErrUnreachable too.
+func TestSilentBMC(t *testing.T) {
+	f := newFencer(t, map[string]ipmi.Target{"host-a": deadTarget(t)})
+	p, err := f.Fence(t.Context(), "host-a")
+	if !errors.Is(err, fence.ErrUnreachable) || p != (fence.Proof{}) {
+		t.Fatalf("Fence with a silent BMC = %v, %v; want ErrUnreachable", p, err)
 	}
 }
 
@@ -208,6 +233,7 @@ func TestNewRejectsBadTargets(t *testing.T) {
 		"suite with lan":  func(t *ipmi.Target) { t.Interface = ipmi.Lan; t.CipherSuites = []int{3} },
 		"no user":         func(t *ipmi.Target) { t.User = "" },
 		"no password src": func(t *ipmi.Target) { t.PasswordFile = "" },
+		"bad privilege":   func(t *ipmi.Target) { t.Privilege = "user" },
 	} {
 		tg := good
 		mut(&tg)

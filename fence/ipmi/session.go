@@ -43,6 +43,9 @@ func (f *Fencer) connect(ctx context.Context, t Target, pw string, suite int) (*
 		return nil, err
 	}
 	c.WithInterface(client.Interface(t.iface())).WithTimeout(f.timeout).WithRetry(f.retries)
+	if t.Privilege == "operator" {
+		c.WithMaxPrivilegeLevel(types.PrivilegeLevelOperator)
+	}
 	if suite >= 0 {
 		c.WithCipherSuiteID(types.CipherSuiteID(suite))
 	}
@@ -84,7 +87,7 @@ func (f *Fencer) open(ctx context.Context, host, step string) (*session, error) 
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || silent(err) {
+		if ctx.Err() != nil || silentAtFirstStep(err) {
 			return nil, s.fail(ctx, step, err)
 		}
 		label := "negotiated suite"
@@ -182,9 +185,31 @@ func (s *session) fail(ctx context.Context, step string, err error) error {
 	return &fence.Error{Host: s.host, Method: Method, Step: step, Err: err}
 }
 
+// silentAtFirstStep reports whether a session set-up failed because the BMC
+// never answered at all. A BMC that answered the first handshake step and
+// then went quiet is reachable: many drop an activation with a wrong
+// password instead of refusing it.
+func silentAtFirstStep(err error) bool {
+	msg := err.Error()
+	first := strings.Contains(msg, "GetChannelAuthenticationCapabilities failed") ||
+		strings.Contains(msg, "Get Channel Authentication Capabilities failed")
+	return silent(err) && (first || !strings.Contains(msg, "failed"))
+}
+
 // silent reports whether err means the BMC never answered.
 func silent(err error) bool {
 	var ne net.Error
+	var sc *scrubbed
+	if errors.As(err, &sc) {
+		return sc.silent
+	}
+	// go-ipmi reports a read deadline with no matching reply through an
+	// unexported error; its text is all there is to go on.
+	msg := err.Error()
+	if strings.Contains(msg, "before UDP read deadline") || strings.Contains(msg, "no datagram matched before deadline") ||
+		strings.Contains(msg, "UDP read timed out") {
+		return true
+	}
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
 		errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
@@ -197,13 +222,20 @@ func scrub(err error, pw string) error {
 	if err == nil || pw == "" || !strings.Contains(err.Error(), pw) {
 		return err
 	}
-	return &scrubbed{msg: strings.ReplaceAll(err.Error(), pw, "********"), sentinel: sentinelOf(err)}
+	msg := strings.ReplaceAll(err.Error(), pw, "********")
+	if len(pw) < 4 {
+		// Masking a very short password would garble every word holding
+		// its letters; withhold the message instead.
+		msg = "BMC client error (message withheld: it contains the password's characters)"
+	}
+	return &scrubbed{msg: msg, sentinel: sentinelOf(err), silent: silent(err)}
 }
 
 // scrubbed keeps the classification of a scrubbed error, not its text.
 type scrubbed struct {
 	msg      string
 	sentinel error
+	silent   bool
 }
 
 func (e *scrubbed) Error() string { return e.msg }

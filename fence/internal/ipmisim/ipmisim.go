@@ -22,10 +22,13 @@ import (
 	"github.com/xenha/xenha/internal/testenv"
 )
 
-// Default credentials of the simulated BMC's administrator.
+// Default credentials of the simulated BMC's administrator, and of a user
+// limited to the operator privilege.
 const (
-	User     = "xenha"
-	Password = "fence-me-Pa55"
+	User             = "xenha"
+	Password         = "fence-me-Pa55"
+	OperatorUser     = "xenha-op"
+	OperatorPassword = "op-Pa55word"
 )
 
 // BMC is one running ipmi_sim.
@@ -53,12 +56,13 @@ set_working_mc 0x20
     priv_limit admin
     allowed_auths_callback none md2 md5 straight
     allowed_auths_user none md2 md5 straight
-    allowed_auths_operator none md2 md5 straight
+    allowed_auths_operator md2 md5 straight
     allowed_auths_admin md2 md5 straight
     guid a123456789abcdefa123456789abcdef
   endlan
   chassis_control "%[2]s 0x20"
   user 2 true "%[3]s" "%[4]s" admin 10 md2 md5 straight
+  user 3 true "%[5]s" "%[6]s" operator 10 md2 md5 straight
 `
 
 // emuCmd creates the BMC (with chassis support, device support bits 0x9f).
@@ -127,7 +131,7 @@ func start(t testing.TB, bin string) (*BMC, error) {
 		done: make(chan struct{}), out: &bytes.Buffer{}}
 	hook := filepath.Join(dir, "chassis")
 	files := map[string]string{
-		"lan.conf": fmt.Sprintf(lanConf, port, hook, User, Password),
+		"lan.conf": fmt.Sprintf(lanConf, port, hook, User, Password, OperatorUser, OperatorPassword),
 		"emu.cmd":  emuCmd,
 		"chassis":  hookScript,
 		"power":    "1\n",
