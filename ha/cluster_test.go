@@ -181,3 +181,39 @@ func TestMinorityWriteIsIndeterminateNotFailed(t *testing.T) {
 		t.Fatalf("a write that was never sent is present (%v, %v)", ok, err)
 	}
 }
+
+func TestInMemoryRestartCatchesUpFromSnapshot(t *testing.T) {
+	t.Parallel()
+	hc := hatest.New(t, 3)
+	ctx := ctxT(t, 30*time.Second)
+	l, err := hc.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := (l + 1) % 3
+	for k := range 5 {
+		if err := putValue(ctx, hc.Member(l), fmt.Sprintf("a%d", k), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hc.Member(f).Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hc.Crash(f)
+	// Written while it is down: it learns these from the log after restart.
+	for k := range 5 {
+		if err := putValue(ctx, hc.Member(l), fmt.Sprintf("b%d", k), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hc.Restart(f); err != nil {
+		t.Fatal(err)
+	}
+	if hc.Member(f).Fresh() {
+		t.Fatal("restarted in-memory member lost its state")
+	}
+	for k := range 5 {
+		waitValue(t, ctx, hc.Member(f), fmt.Sprintf("a%d", k), 1)
+		waitValue(t, ctx, hc.Member(f), fmt.Sprintf("b%d", k), 2)
+	}
+}
