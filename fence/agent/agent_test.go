@@ -75,6 +75,7 @@ mode=$(cat "$dir/mode" 2>/dev/null)
 case $action in
 off)
 	[ "$mode" = fail-off ] && { echo "Failed: Unable to connect to fence device" >&2; exit 1; }
+	[ "$mode" = timed-out ] && { echo "2026-11-23 13:00:00,000 ERROR: Connection timed out" >&2; exit 1; }
 	[ "$mode" = ignore-off ] || echo off > "$dir/power"
 	echo "Success: Powered OFF"; exit 0 ;;
 on) echo on > "$dir/power"; echo "Success: Powered ON"; exit 0 ;;
@@ -148,6 +149,7 @@ func TestAgentFailures(t *testing.T) {
 		want       error
 	}{
 		{"fail-off", "off", agent.ErrAgentFailed},
+		{"timed-out", "off", fence.ErrUnreachable},
 		{"ignore-off", "verify", fence.ErrNotOff},
 		{"weird-status", "verify", agent.ErrAgentFailed},
 	} {

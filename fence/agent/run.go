@@ -52,8 +52,13 @@ func (r result) failure(host string, t Target, step string) error {
 		out = strings.TrimSpace(r.stdout)
 	}
 	out = lastLines(out, 5)
-	return &fence.Error{Host: host, Method: method(t), Step: step,
-		Err: fmt.Errorf("%s action=%s exited %d: %w: %s", filepath.Base(t.Agent), r.action, r.code, ErrAgentFailed, out)}
+	err := fmt.Errorf("%s action=%s exited %d: %w: %s", filepath.Base(t.Agent), r.action, r.code, ErrAgentFailed, out)
+	// fence-agents' library words its connection failures the same way in
+	// every agent (fencing.py, EC_CONNECTION_LOST and EC_TIMED_OUT).
+	if strings.Contains(out, "Connection timed out") || strings.Contains(out, "Connection lost") {
+		err = fmt.Errorf("%w: %w", fence.ErrUnreachable, err)
+	}
+	return &fence.Error{Host: host, Method: method(t), Step: step, Err: err}
 }
 
 func lastLines(s string, n int) string {
