@@ -114,6 +114,8 @@ func TestDemoRefusesBadOptions(t *testing.T) {
 	for _, o := range []Options{
 		{Hosts: 2, VMs: 3},
 		{Hosts: 3, VMs: 0},
+		{Hosts: 3, VMs: 3, Victims: []string{"h4"}},
+		{Hosts: 3, VMs: 3, Victims: []string{"boss"}},
 	} {
 		if _, err := Run(t.Context(), o); err == nil {
 			t.Errorf("Run(%+v) accepted", o)

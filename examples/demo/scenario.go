@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	if o.VMs < 1 {
 		return nil, fmt.Errorf("demo: -vms %d: protect at least one VM", o.VMs)
+	}
+	for _, v := range o.Victims {
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "h"))
+		ok := v == "follower" || v == "leader" || strings.HasPrefix(v, "h") && err == nil && n >= 1 && n <= o.Hosts
+		if !ok {
+			return nil, fmt.Errorf("demo: victim %q: use follower, leader or a host h1..h%d", v, o.Hosts)
+		}
 	}
 	if o.Wait <= 0 {
 		o.Wait = 30 * time.Second
