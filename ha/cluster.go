@@ -310,8 +310,18 @@ func (c *Cluster) Close(ctx context.Context) error {
 			c.closeErr = fmt.Errorf("ha: close member %s: %w", c.cfg.ID, ctx.Err())
 		}
 		c.rpcPool.closeAll()
+		// Services end with c.ctx; wait for them before closing the stores
+		// they may still read through Raft, but not past the caller's ctx.
+		waited := make(chan struct{})
+		go func() { c.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			if c.closeErr == nil {
+				c.closeErr = fmt.Errorf("ha: close member %s: services still running: %w", c.cfg.ID, ctx.Err())
+			}
+		}
 		c.closeStores()
-		c.wg.Wait()
 		c.log.Info("member closed")
 	})
 	return c.closeErr
