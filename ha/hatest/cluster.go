@@ -26,6 +26,7 @@ type Cluster struct {
 	o      options
 	fabric *Fabric
 	ca     *pki.CA
+	dir    string // data directories (TCP)
 
 	mu      sync.Mutex
 	members []*member
@@ -106,6 +107,12 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		}
 		c.ca = ca
 	}
+	if o.tcp {
+		// Made before closeAll is registered, so that the members are
+		// closed before their directories are removed (cleanups run last
+		// registered first).
+		c.dir = t.TempDir()
+	}
 	t.Cleanup(c.closeAll)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -144,7 +151,7 @@ func (c *Cluster) NewConfig(id string) (ha.Config, error) {
 	cfg.Logger = c.o.logger
 	if c.o.tcp {
 		cfg.BindAddr = "127.0.0.1:0"
-		cfg.DataDir = filepath.Join(c.t.TempDir(), id)
+		cfg.DataDir = filepath.Join(c.dir, id)
 		cfg.InmemStore = false
 	} else {
 		cfg.BindAddr = id + ":7946"
