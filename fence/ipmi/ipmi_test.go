@@ -16,7 +16,7 @@ import (
 // fast keeps tests quick against loopback BMCs: short per-packet timeout,
 // quick polls.
 var fast = []ipmi.Option{
-	ipmi.WithExchangeTimeout(300 * time.Millisecond), ipmi.WithRetries(1),
+	ipmi.WithExchangeTimeout(600 * time.Millisecond), ipmi.WithRetries(1),
 	ipmi.WithPollInterval(20 * time.Millisecond), ipmi.WithVerifyTimeout(5 * time.Second),
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/xenha/xenha/fence/sbd"
 )
 
-var testHeader = sbd.Header{Slots: 4, Loop: 20 * time.Millisecond, Watchdog: 200 * time.Millisecond, MsgWait: 500 * time.Millisecond,
+var testHeader = sbd.Header{Slots: 4, Loop: 20 * time.Millisecond, Watchdog: 200 * time.Millisecond, MsgWait: 800 * time.Millisecond,
 	UUID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}}
 
 func TestHeaderRoundTripAndCorruption(t *testing.T) {

@@ -246,7 +246,7 @@ func TestConformance(t *testing.T) {
 		for _, n := dev.lastPet(); n == 0; _, n = dev.lastPet() {
 			time.Sleep(time.Millisecond)
 		}
-		f, err := watchdog.NewFencer(l.lastRenewal, lease, timeout, watchdog.WithMargin(100*time.Millisecond))
+		f, err := watchdog.NewFencer(l.lastRenewal, lease, timeout, watchdog.WithMargin(300*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
