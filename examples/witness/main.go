@@ -44,13 +44,14 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log, *id, *cluster, *data, *bind, *join, *tokenFile, *ca, *cert, *key, *fast); err != nil {
+	if err := run(ctx, log, *id, *cluster, *data, *bind, *join, *tokenFile, *ca, *cert, *key, *fast, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "witness:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, id, cluster, data, bind, join, tokenFile, caFile, certFile, keyFile string, fast bool) error {
+// run is the witness's life; ready, if set, is called once it votes.
+func run(ctx context.Context, log *slog.Logger, id, cluster, data, bind, join, tokenFile, caFile, certFile, keyFile string, fast bool, ready func()) error {
 	cfg := ha.DefaultConfig()
 	if fast {
 		cfg = ha.FastLAN()
@@ -94,6 +95,9 @@ func run(ctx context.Context, log *slog.Logger, id, cluster, data, bind, join, t
 		}
 	}
 	log.Info("witness voting", "id", id, "addr", c.Addr())
+	if ready != nil {
+		ready()
+	}
 	<-ctx.Done()
 	return nil
 }

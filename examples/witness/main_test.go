@@ -63,10 +63,18 @@ func TestWitnessJoinsAsVoter(t *testing.T) {
 
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	ready := make(chan struct{})
 	go func() {
 		done <- run(wctx, slog.New(slog.DiscardHandler), "witness", "wit", t.TempDir(), "127.0.0.1:0",
-			host.Addr(), token, caFile, certFile, keyFile, true)
+			host.Addr(), token, caFile, certFile, keyFile, true, func() { close(ready) })
 	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("witness stopped before joining: %v", err)
+	case <-ctx.Done():
+		t.Fatal("witness did not join in time")
+	}
 	for {
 		st, err := host.State(ctx, ha.Stale)
 		if err != nil {
@@ -99,7 +107,7 @@ func TestWitnessJoinsAsVoter(t *testing.T) {
 
 func TestWitnessRefusesMissingFiles(t *testing.T) {
 	err := run(t.Context(), slog.New(slog.DiscardHandler), "witness", "wit", t.TempDir(), "127.0.0.1:0",
-		"127.0.0.1:1", filepath.Join(t.TempDir(), "no-token"), "", "", "", true)
+		"127.0.0.1:1", filepath.Join(t.TempDir(), "no-token"), "", "", "", true, nil)
 	if err == nil {
 		t.Fatal("run without a token file succeeded")
 	}
