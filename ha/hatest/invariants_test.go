@@ -19,7 +19,7 @@ type recorder struct {
 	errors   []string
 }
 
-func (r *recorder) Cleanup(f func())                 { r.cleanups = append(r.cleanups, f) }
+func (r *recorder) Cleanup(f func())                  { r.cleanups = append(r.cleanups, f) }
 func (r *recorder) Errorf(format string, args ...any) { r.errors = append(r.errors, format) }
 func (r *recorder) Logf(format string, args ...any)   { r.t.Logf(format, args...) }
 func (r *recorder) Helper()                           {}
