@@ -51,7 +51,7 @@ func pillVictim(t testing.TB) (string, *atomic.Bool) {
 	d.Close()
 	var down atomic.Bool
 	read := make(chan struct{}, 1)
-	w, _ := sbd.NewWatcher(dev, "host-b", func(sbd.Event) { down.Store(true) },
+	w, _ := sbd.NewWatcher([]string{dev}, "host-b", func(sbd.Event) { down.Store(true) },
 		sbd.OnRead(func(sbd.Slot) {
 			select {
 			case read <- struct{}{}:
@@ -122,7 +122,7 @@ func waitDead(t *testing.T, anyAlive func() bool) {
 // pill fences the host.
 func TestChainDeadBMCEscalatesToPoisonPill(t *testing.T) {
 	dev, down := pillVictim(t)
-	pill, err := sbd.New("host-a", map[string]string{"host-b": dev})
+	pill, err := sbd.New("host-a", map[string][]string{"host-b": {dev}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestChainDeadBMCEscalatesToPoisonPill(t *testing.T) {
 // failure in words an operator can act on.
 func TestChainEveryLevelFails(t *testing.T) {
 	hung, anyAlive := hungAgent(t, 200*time.Millisecond) // the agent's own timeout
-	pill, _ := sbd.New("host-a", map[string]string{"host-b": filepath.Join(t.TempDir(), "no-such-device")})
+	pill, _ := sbd.New("host-a", map[string][]string{"host-b": {filepath.Join(t.TempDir(), "no-such-device")}})
 	c := newChain(t, []fence.Level{
 		{Method: "ipmi", Fencer: deadBMC(t), Timeout: 5 * time.Second},
 		{Method: "agent", Fencer: hung, Timeout: 5 * time.Second},
@@ -182,7 +182,7 @@ func BenchmarkChainDeadBMCToPill(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		dev, down := pillVictim(b)
-		pill, _ := sbd.New("host-a", map[string]string{"host-b": dev})
+		pill, _ := sbd.New("host-a", map[string][]string{"host-b": {dev}})
 		c := newChain(b, []fence.Level{
 			{Method: "ipmi", Fencer: deadBMC(b), Timeout: 5 * time.Second},
 			{Method: "sbd", Fencer: pill, Timeout: 10 * time.Second},

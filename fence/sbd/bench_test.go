@@ -20,7 +20,7 @@ func BenchmarkFence(b *testing.B) {
 		b.Fatal(err)
 	}
 	d.Close()
-	f, _ := sbd.New("a", map[string]string{"b": path})
+	f, _ := sbd.New("a", map[string][]string{"b": {path}})
 	var total time.Duration
 	for b.Loop() {
 		start := time.Now()

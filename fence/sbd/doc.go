@@ -7,6 +7,11 @@
 // msgwait (at least watchdog + loop) the victim is down either way, and the
 // [Fencer] returns a proof.
 //
+// A host may use one to three devices, as with SBD. The pill must then reach
+// a majority of them, and the victim fences itself when it cannot read a
+// majority for its watchdog timeout; any two majorities share a device, so
+// a victim that keeps running has read the device holding its pill.
+//
 // The layout is versioned and checksummed (see layout.go): a header with the
 // timeouts and slot count, then one 4 KiB block per slot with owner, message
 // type, sender, sequence number, time and CRC32C. A corrupt header or slot is

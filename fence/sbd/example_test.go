@@ -26,10 +26,10 @@ func Example() {
 	d.Close()
 
 	fenced := make(chan sbd.Event, 1)
-	w, _ := sbd.NewWatcher(dev, "host-b", func(e sbd.Event) { fenced <- e })
+	w, _ := sbd.NewWatcher([]string{dev}, "host-b", func(e sbd.Event) { fenced <- e })
 	go w.Run(ctx)
 
-	f, _ := sbd.New("host-a", map[string]string{"host-b": dev})
+	f, _ := sbd.New("host-a", map[string][]string{"host-b": {dev}})
 	proof, err := f.Fence(ctx, "host-b")
 	if err != nil {
 		fmt.Println(err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/xenha/xenha/fence"
@@ -15,14 +17,16 @@ import (
 // Method is the method name in proofs and errors.
 const Method = "sbd"
 
-// Fencer fences hosts by writing a poison pill into their slot on a shared
-// device and waiting msgwait: by then the victim has read the pill and fenced
-// itself, or has lost the device for longer than its watchdog timeout and
-// fenced itself for that. It implements fence.Fencer and fence.Unfencer
-// (Unfence clears the slot so the host may rejoin).
+// Fencer fences hosts by writing a poison pill into their slot on the
+// shared devices and waiting msgwait: by then the victim has read the pill
+// and fenced itself, or has lost a majority of the devices for longer than
+// its watchdog timeout and fenced itself for that. With several devices
+// (up to three, as with SBD) the pill must reach a majority of them. It
+// implements fence.Fencer and fence.Unfencer (Unfence clears the slots so the
+// host may rejoin).
 type Fencer struct {
 	sender  string
-	targets map[string]string
+	targets map[string][]string
 	msg     MessageType
 	margin  time.Duration
 	log     *slog.Logger
@@ -46,12 +50,13 @@ func WithLogger(l *slog.Logger) Option { return func(f *Fencer) { f.log = l } }
 func WithClock(now func() time.Time) Option { return func(f *Fencer) { f.now = now } }
 
 // New returns a Fencer writing pills as sender (this host's ID) for the given
-// hosts, each mapped to the SBD device holding its slot.
-func New(sender string, targets map[string]string, opts ...Option) (*Fencer, error) {
+// hosts, each mapped to the SBD devices holding its slot (the same devices
+// its watcher reads).
+func New(sender string, targets map[string][]string, opts ...Option) (*Fencer, error) {
 	if sender == "" || len(sender) > MaxName {
 		return nil, fmt.Errorf("sbd: sender name %q must be 1-%d bytes", sender, MaxName)
 	}
-	f := &Fencer{sender: sender, targets: map[string]string{}, msg: MsgOff,
+	f := &Fencer{sender: sender, targets: map[string][]string{}, msg: MsgOff,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
 	for _, o := range opts {
 		o(f)
@@ -62,14 +67,19 @@ func New(sender string, targets map[string]string, opts ...Option) (*Fencer, err
 	if f.margin < 0 {
 		return nil, fmt.Errorf("sbd: negative margin %s", f.margin)
 	}
-	for h, p := range targets {
+	for h, paths := range targets {
 		if h == "" || len(h) > MaxName {
 			return nil, fmt.Errorf("sbd: host name %q must be 1-%d bytes", h, MaxName)
 		}
-		if p == "" {
-			return nil, fmt.Errorf("sbd: host %q has no device path", h)
+		if len(paths) == 0 {
+			return nil, fmt.Errorf("sbd: host %q has no device", h)
 		}
-		f.targets[h] = p
+		for _, p := range paths {
+			if p == "" {
+				return nil, fmt.Errorf("sbd: host %q has an empty device path", h)
+			}
+		}
+		f.targets[h] = append([]string(nil), paths...)
 	}
 	return f, nil
 }
@@ -88,63 +98,111 @@ func (f *Fencer) fail(host, step string, err error) error {
 	return &fence.Error{Host: host, Method: Method, Step: step, Err: err}
 }
 
-// open opens the host's device and finds its slot.
-func (f *Fencer) open(ctx context.Context, host, step string) (*Device, error) {
-	path, ok := f.targets[host]
-	if !ok {
-		return nil, f.fail(host, step, fence.ErrUnknownHost)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, f.fail(host, step, err)
-	}
-	d, err := Open(ctx, path)
-	if err != nil {
-		return nil, f.fail(host, "open device", unreachable(err))
-	}
-	return d, nil
+// written is one device's outcome.
+type written struct {
+	path string
+	slot Slot
+	h    Header
+	err  error
 }
 
-// Fence writes the pill, reads it back, and waits the device's msgwait.
+// send writes m into host's slot on every device, in parallel (a hung
+// device must not hold up the others).
+func (f *Fencer) send(ctx context.Context, host string, m MessageType) ([]written, error) {
+	paths, ok := f.targets[host]
+	if !ok {
+		return nil, fence.ErrUnknownHost
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]written, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Go(func() {
+			out[i].path = p
+			d, err := Open(ctx, p)
+			if err != nil {
+				out[i].err = unreachable(err)
+				return
+			}
+			defer d.Close()
+			out[i].h = d.Header()
+			out[i].slot, out[i].err = d.Send(ctx, host, m, f.sender)
+			out[i].err = unreachable(out[i].err)
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// summarise splits outcomes into successes and a joined error; when every
+// device lacks a slot for the host, the error wraps fence.ErrUnknownHost.
+func summarise(ws []written) (ok []written, err error) {
+	var errs []error
+	noSlot := 0
+	for _, w := range ws {
+		if w.err == nil {
+			ok = append(ok, w)
+			continue
+		}
+		if errors.Is(w.err, ErrNoSlot) {
+			noSlot++
+		}
+		errs = append(errs, w.err)
+	}
+	err = errors.Join(errs...)
+	if noSlot == len(ws) {
+		err = fmt.Errorf("%w (%w)", fence.ErrUnknownHost, err)
+	}
+	return ok, err
+}
+
+// Fence writes the pill to every device, needs it read back from a
+// majority, and waits the longest msgwait among them.
 func (f *Fencer) Fence(ctx context.Context, host string) (fence.Proof, error) {
-	d, err := f.open(ctx, host, "write pill")
+	ws, err := f.send(ctx, host, f.msg)
 	if err != nil {
-		return fence.Proof{}, err
+		return fence.Proof{}, f.fail(host, "write pill", err)
 	}
-	defer d.Close()
-	s, err := d.Send(ctx, host, f.msg, f.sender)
-	if errors.Is(err, ErrNoSlot) {
-		return fence.Proof{}, f.fail(host, "write pill", fmt.Errorf("%w (%w)", fence.ErrUnknownHost, err))
+	ok, err := summarise(ws)
+	need := len(ws)/2 + 1
+	if len(ok) < need {
+		return fence.Proof{}, f.fail(host, "write pill",
+			fmt.Errorf("pill written to %d of %d devices, a majority (%d) is needed: %w", len(ok), len(ws), need, err))
 	}
-	if err != nil {
-		return fence.Proof{}, f.fail(host, "write pill", unreachable(err))
+	var wait time.Duration
+	var ev []string
+	for _, w := range ok {
+		wait = max(wait, w.h.MsgWait)
+		ev = append(ev, fmt.Sprintf("%q seq %d in slot %d of %s (device %x)", w.slot.Type, w.slot.Seq, w.slot.Index, w.path, w.h.UUID[:4]))
 	}
-	h := d.Header()
-	wait := h.MsgWait + f.margin
-	f.log.Info("sbd poison pill written", "host", host, "device", d.Path(), "slot", s.Index, "seq", s.Seq, "msgwait", wait)
+	wait += f.margin
+	f.log.Info("sbd poison pill written", "host", host, "devices", len(ok), "of", len(ws), "msgwait", wait, "errors", err)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
-		return fence.Proof{}, f.fail(host, "msgwait", fmt.Errorf("pill written (slot %d, seq %d) but msgwait %s not yet over: %w", s.Index, s.Seq, wait, ctx.Err()))
+		return fence.Proof{}, f.fail(host, "msgwait", fmt.Errorf("pill written but msgwait %s not yet over: %w", wait, ctx.Err()))
 	}
-	ev := fmt.Sprintf("poison pill %q seq %d written to slot %d of %s (device %x) at %s and read back; msgwait %s elapsed (victim watchdog %s)",
-		s.Type, s.Seq, s.Index, d.Path(), h.UUID[:4], s.Time.Format(time.RFC3339Nano), wait, h.Watchdog)
-	return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: f.now()}, nil
+	evidence := fmt.Sprintf("poison pill written and read back: %s; msgwait %s elapsed", strings.Join(ev, ", "), wait)
+	if len(ok) < len(ws) {
+		evidence += fmt.Sprintf(" (%d of %d devices failed: %v)", len(ws)-len(ok), len(ws), err)
+	}
+	return fence.Proof{Host: host, Method: Method, Evidence: evidence, Time: f.now()}, nil
 }
 
-// Unfence clears the host's slot, so that its watcher lets it run again.
+// Unfence clears the host's slot on every device, so that its watcher lets
+// it run again. Every device must be cleared: a pill left on one would
+// fence the host again.
 func (f *Fencer) Unfence(ctx context.Context, host string) error {
-	d, err := f.open(ctx, host, "clear slot")
+	ws, err := f.send(ctx, host, MsgClear)
 	if err != nil {
-		return err
+		return f.fail(host, "clear slot", err)
 	}
-	defer d.Close()
-	if _, err := d.Send(ctx, host, MsgClear, f.sender); err != nil {
-		if errors.Is(err, ErrNoSlot) {
-			return f.fail(host, "clear slot", fmt.Errorf("%w (%w)", fence.ErrUnknownHost, err))
-		}
-		return f.fail(host, "clear slot", unreachable(err))
+	if ok, err := summarise(ws); len(ok) < len(ws) {
+		return f.fail(host, "clear slot", fmt.Errorf("cleared %d of %d devices: %w", len(ok), len(ws), err))
 	}
 	return nil
 }

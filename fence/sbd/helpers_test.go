@@ -18,7 +18,7 @@ func fencetestRun(t *testing.T, dev string) {
 		}
 		d.Close()
 		v := startVictim(t, dev, "host-b")
-		f, err := sbd.New("host-a", map[string]string{"host-b": dev, "dead": filepath.Join(t.TempDir(), "missing")})
+		f, err := sbd.New("host-a", map[string][]string{"host-b": {dev}, "dead": {filepath.Join(t.TempDir(), "missing")}})
 		if err != nil {
 			t.Fatal(err)
 		}

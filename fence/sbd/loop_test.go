@@ -47,7 +47,7 @@ func TestLoopDevice(t *testing.T) {
 	}
 	d.Close()
 	v := startVictim(t, dev, "host-b")
-	f, err := sbd.New("host-a", map[string]string{"host-b": dev})
+	f, err := sbd.New("host-a", map[string][]string{"host-b": {dev}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func startVictim(t *testing.T, path, host string) *victim {
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			w, err := sbd.NewWatcher(path, host, func(e sbd.Event) {
+			w, err := sbd.NewWatcher([]string{path}, host, func(e sbd.Event) {
 				v.mu.Lock()
 				v.down = true
 				v.events = append(v.events, e)
@@ -107,7 +107,7 @@ func TestTwoHostsShareDevice(t *testing.T) {
 	path := newDevice(t, "host-a", "host-b", "host-c")
 	a := startVictim(t, path, "host-a")
 	b := startVictim(t, path, "host-b")
-	f, err := sbd.New("host-a", map[string]string{"host-b": path, "host-c": path}, sbd.WithMessage(sbd.MsgReset))
+	f, err := sbd.New("host-a", map[string][]string{"host-b": {path}, "host-c": {path}}, sbd.WithMessage(sbd.MsgReset))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestTwoHostsShareDevice(t *testing.T) {
 	if _, err := f.Fence(t.Context(), "host-d"); !errors.Is(err, fence.ErrUnknownHost) {
 		t.Fatalf("unconfigured host: %v", err)
 	}
-	f2, _ := sbd.New("host-a", map[string]string{"host-d": path})
+	f2, _ := sbd.New("host-a", map[string][]string{"host-d": {path}})
 	if _, err := f2.Fence(t.Context(), "host-d"); !errors.Is(err, fence.ErrUnknownHost) || !errors.Is(err, sbd.ErrNoSlot) {
 		t.Fatalf("host without a slot: %v", err)
 	}
@@ -153,7 +153,7 @@ func corrupt(t *testing.T, path string, off int64) {
 func TestCorruptHeaderIsRefused(t *testing.T) {
 	path := newDevice(t, "host-a", "host-b")
 	corrupt(t, path, 14)
-	f, _ := sbd.New("host-a", map[string]string{"host-b": path})
+	f, _ := sbd.New("host-a", map[string][]string{"host-b": {path}})
 	p, err := f.Fence(t.Context(), "host-b")
 	if !errors.Is(err, sbd.ErrCorrupt) || p != (fence.Proof{}) {
 		t.Fatalf("Fence on a corrupt header = %v, %v; want ErrCorrupt", p, err)
@@ -184,7 +184,7 @@ func TestCorruptSlotFencesVictim(t *testing.T) {
 	if e.Reason != sbd.ReasonDeviceLost || !errors.Is(e.Err, sbd.ErrCorrupt) {
 		t.Fatalf("event = %+v; want device lost with ErrCorrupt", e)
 	}
-	f, _ := sbd.New("host-a", map[string]string{"host-b": path})
+	f, _ := sbd.New("host-a", map[string][]string{"host-b": {path}})
 	if _, err := f.Fence(t.Context(), "host-b"); !errors.Is(err, sbd.ErrCorrupt) {
 		t.Fatalf("Fence into a corrupt slot: %v; want ErrCorrupt", err)
 	}
@@ -208,7 +208,7 @@ func TestPillPresentAtStartKeepsHostDown(t *testing.T) {
 	if !v.isDown() {
 		t.Fatal("a host booting with a pill in its slot kept running")
 	}
-	f, _ := sbd.New("host-a", map[string]string{"host-b": path})
+	f, _ := sbd.New("host-a", map[string][]string{"host-b": {path}})
 	if err := f.Unfence(t.Context(), "host-b"); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,8 +21,8 @@ type Reason int
 const (
 	// ReasonPill: the host's slot holds an off or reset message.
 	ReasonPill Reason = iota + 1
-	// ReasonDeviceLost: the slot could not be read for longer than the
-	// watchdog timeout, so a pill might be there unseen.
+	// ReasonDeviceLost: a majority of the devices could not be read for
+	// longer than the watchdog timeout, so a pill might be there unseen.
 	ReasonDeviceLost
 )
 
@@ -37,16 +39,19 @@ func (r Reason) String() string {
 // Event is passed to the watcher's fence callback.
 type Event struct {
 	Reason Reason
-	Slot   Slot  // the slot as last read (the pill, for ReasonPill)
-	Err    error // the last read error, for ReasonDeviceLost
+	Device string // the device holding the pill, for ReasonPill
+	Slot   Slot   // the pill, for ReasonPill
+	Err    error  // the last read errors, for ReasonDeviceLost
 }
 
-// Watcher runs on the victim: it reads its host's slot every loop interval
-// and fences the host (calls its callback: in production, stop feeding the
-// watchdog and reboot or power off) when it finds a pill, or when it could
-// not read the slot for longer than the watchdog timeout.
+// Watcher runs on the victim: it reads its host's slot on every device each
+// loop interval and fences the host (calls its callback: in production, stop
+// feeding the watchdog and reboot or power off) when any device holds a
+// pill, or when it could not read a majority of the devices for longer than
+// the watchdog timeout. A fencer needs a majority for its proof too, so the
+// two majorities always share a device.
 type Watcher struct {
-	path    string
+	paths   []string
 	host    string
 	onFence func(Event)
 	log     *slog.Logger
@@ -59,68 +64,152 @@ type WatcherOption func(*Watcher)
 // WithWatcherLogger logs reads and errors.
 func WithWatcherLogger(l *slog.Logger) WatcherOption { return func(w *Watcher) { w.log = l } }
 
-// OnRead is called after each successful read (tests; health reporting).
+// OnRead is called after each successful read of the slot (tests; health
+// reporting).
 func OnRead(f func(Slot)) WatcherOption { return func(w *Watcher) { w.onRead = f } }
 
-// NewWatcher returns a watcher for host's slot on the device at path.
-// onFence must fence the host; it is called at most once per Run.
-func NewWatcher(path, host string, onFence func(Event), opts ...WatcherOption) (*Watcher, error) {
-	if path == "" || host == "" || onFence == nil {
-		return nil, errors.New("sbd: watcher needs a device path, a host and a fence callback")
+// NewWatcher returns a watcher for host's slot on the given devices (one to
+// three, as with SBD). onFence must fence the host; it is called at most
+// once per Run.
+func NewWatcher(devices []string, host string, onFence func(Event), opts ...WatcherOption) (*Watcher, error) {
+	if len(devices) == 0 || host == "" || onFence == nil {
+		return nil, errors.New("sbd: watcher needs devices, a host and a fence callback")
 	}
-	w := &Watcher{path: path, host: host, onFence: onFence, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, p := range devices {
+		if p == "" {
+			return nil, errors.New("sbd: watcher given an empty device path")
+		}
+	}
+	w := &Watcher{paths: append([]string(nil), devices...), host: host, onFence: onFence,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(w)
 	}
 	return w, nil
 }
 
-// Run opens the device and watches the slot until ctx ends (returning
-// ctx's error) or the host is fenced (ErrFenced, after the callback ran). A
-// device that cannot be opened, or has no slot for the host, is an error
-// at once: start the watcher before the host starts VMs.
+// watched is one device as the watcher sees it.
+type watched struct {
+	path  string
+	dev   *Device
+	index int
+}
+
+// open (re)opens the device and finds the host's slot.
+func (x *watched) open(ctx context.Context, host string) error {
+	if x.dev != nil {
+		return nil
+	}
+	d, err := Open(ctx, x.path)
+	if err != nil {
+		return err
+	}
+	s, err := d.Find(ctx, host)
+	if err != nil {
+		d.Close()
+		return err
+	}
+	x.dev, x.index = d, s.Index
+	return nil
+}
+
+func (x *watched) read(ctx context.Context, host string) (Slot, error) {
+	if err := x.open(ctx, host); err != nil {
+		return Slot{}, err
+	}
+	s, err := x.dev.Slot(ctx, x.index)
+	if err == nil && s.Owner != host {
+		err = fmt.Errorf("sbd: slot %d of %s now belongs to %q, not %q", x.index, x.path, s.Owner, host)
+	}
+	return s, err
+}
+
+// Run watches the slot until ctx ends (returning ctx's error) or the host is
+// fenced (ErrFenced, after the callback ran). A majority of the devices must
+// open and hold a slot for the host at start, else Run returns the error at
+// once: start the watcher before the host starts VMs.
 func (w *Watcher) Run(ctx context.Context) error {
-	d, err := Open(ctx, w.path)
-	if err != nil {
-		return err
+	devs := make([]*watched, len(w.paths))
+	for i, p := range w.paths {
+		devs[i] = &watched{path: p}
 	}
-	defer d.Close()
-	h := d.Header()
-	s, err := d.Find(ctx, w.host)
-	if err != nil {
-		return err
-	}
-	index := s.Index
-	lastOK := time.Now()
-	tick := time.NewTicker(h.Loop)
-	defer tick.Stop()
-	for {
-		// Each read gets at most one loop interval so a hung device is
-		// noticed by the lost-device check below.
-		rctx, cancel := context.WithTimeout(ctx, h.Loop)
-		s, err := d.Slot(rctx, index)
-		cancel()
-		if err == nil && s.Owner != w.host {
-			err = fmt.Errorf("sbd: slot %d now belongs to %q, not %q", index, s.Owner, w.host)
+	defer func() {
+		for _, x := range devs {
+			if x.dev != nil {
+				x.dev.Close()
+			}
 		}
-		switch {
-		case ctx.Err() != nil:
+	}()
+	need := len(devs)/2 + 1
+	var (
+		opened int
+		errs   []error
+	)
+	var watchdog, loop time.Duration
+	for _, x := range devs {
+		if err := x.open(ctx, w.host); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		opened++
+		h := x.dev.Header()
+		if watchdog == 0 || h.Watchdog < watchdog {
+			watchdog = h.Watchdog
+		}
+		if loop == 0 || h.Loop < loop {
+			loop = h.Loop
+		}
+	}
+	if opened < need {
+		return fmt.Errorf("sbd: watcher of %q opened %d of %d devices, needs %d: %w", w.host, opened, len(devs), need, errors.Join(errs...))
+	}
+	lastQuorum := time.Now()
+	tick := time.NewTicker(loop)
+	defer tick.Stop()
+	slots := make([]Slot, len(devs))
+	rerrs := make([]error, len(devs))
+	for {
+		// One loop interval per round, reads in parallel, so a hung device
+		// cannot stall the others or the lost-device check.
+		rctx, cancel := context.WithTimeout(ctx, loop)
+		var wg sync.WaitGroup
+		for i, x := range devs {
+			wg.Go(func() { slots[i], rerrs[i] = x.read(rctx, w.host) })
+		}
+		wg.Wait()
+		cancel()
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case err == nil:
-			lastOK = time.Now()
+		}
+		ok := 0
+		for i, s := range slots {
+			if rerrs[i] != nil {
+				continue
+			}
+			ok++
 			if w.onRead != nil {
 				w.onRead(s)
 			}
 			if s.Type.Fatal() {
-				w.log.Error("sbd poison pill received, fencing this host", "host", w.host, "message", s.Type, "sender", s.Sender, "seq", s.Seq)
-				w.onFence(Event{Reason: ReasonPill, Slot: s})
-				return fmt.Errorf("%w: %s from %s (slot %d seq %d)", ErrFenced, s.Type, s.Sender, s.Index, s.Seq)
+				w.log.Error("sbd poison pill received, fencing this host", "host", w.host, "device", devs[i].path, "message", s.Type, "sender", s.Sender, "seq", s.Seq)
+				w.onFence(Event{Reason: ReasonPill, Device: devs[i].path, Slot: s})
+				return fmt.Errorf("%w: %s from %s (%s slot %d seq %d)", ErrFenced, s.Type, s.Sender, devs[i].path, s.Index, s.Seq)
 			}
-		default:
-			w.log.Warn("sbd slot unreadable", "host", w.host, "device", w.path, "err", err, "since", lastOK)
-			if time.Since(lastOK) >= h.Watchdog {
-				w.onFence(Event{Reason: ReasonDeviceLost, Slot: s, Err: err})
-				return fmt.Errorf("%w: slot unreadable for %s (watchdog %s): %w", ErrFenced, time.Since(lastOK).Round(time.Millisecond), h.Watchdog, err)
+		}
+		if ok >= need {
+			lastQuorum = time.Now()
+		} else {
+			var failed []string
+			for _, err := range rerrs {
+				if err != nil {
+					failed = append(failed, err.Error())
+				}
+			}
+			w.log.Warn("sbd devices unreadable", "host", w.host, "readable", ok, "of", len(devs), "since", lastQuorum, "errors", strings.Join(failed, "; "))
+			if time.Since(lastQuorum) >= watchdog {
+				err := errors.Join(rerrs...)
+				w.onFence(Event{Reason: ReasonDeviceLost, Err: err})
+				return fmt.Errorf("%w: %d of %d devices readable for %s (watchdog %s): %w", ErrFenced, ok, len(devs), time.Since(lastQuorum).Round(time.Millisecond), watchdog, err)
 			}
 		}
 		select {
