@@ -29,18 +29,20 @@ import (
 
 // The lab is the seeds' network in namespaces:
 //
-//	client (198.18.5.100) ── sw [lan] ──┬── up0 ─ br0 [host gw-a] ─ vif1.0 ── gateway copy A (198.18.5.1, MAC M)
-//	                                    └── up0 ─ br0 [host gw-b] ─ vif1.0 ── gateway copy B (198.18.5.1, MAC M)
+//	client (198.18.5.100) ── sw [lan] ──┬── up0 ─ br0 [host gw-a] ─┬─ vif1.0 ── copy A of gw1 (198.18.5.1, MAC M1)
+//	                                    │                         └─ vif2.0 ── copy A of gw2 (198.18.5.2, MAC M2)
+//	                                    └── up0 ─ br0 [host gw-b] ─┬─ vif1.0 ── copy B of gw1 (198.18.5.1, MAC M1)
+//	                                                              └─ vif2.0 ── copy B of gw2 (198.18.5.2, MAC M2)
 //
-// Both copies of the gateway run all the time with the same address and
+// Both copies of each gateway run all the time with the same address and
 // MAC, as in the seeds; each host's nftables guard (in its namespace) lets
-// its copy on the network only while xenha makes that host active. A third
+// its copies on the network only while xenha makes that host active. A third
 // member, the witness, keeps quorum when a host dies. Pulling a host's plug
 // (its BMC's power) cuts its uplink and stops its member; the others fence
 // it over IPMI and the passive host takes over.
 
 const (
-	gwIP     = "198.18.5.1"
+	gwIP     = "198.18.5.1" // gw1, the one the client pings without pause
 	clientIP = "198.18.5.100"
 	gwMAC    = "02:58:47:00:00:01"
 )
@@ -106,9 +108,10 @@ func (l *lab) fail(ctx context.Context, m *member, err error) {
 
 type labHost struct {
 	id     string
-	ns     string // the host's (dom0's) namespace
-	gw     string // the gateway copy's namespace
-	uplink string // the host's port on the LAN switch, in lan
+	lab    *lab
+	ns     string   // the host's (dom0's) namespace
+	gws    []string // the namespaces of its gateway copies, as l.gws
+	uplink string   // the host's port on the LAN switch, in lan
 	nsFile *os.File
 	net    *powercut.Network
 
@@ -144,7 +147,10 @@ func newLab(t testing.TB) *lab {
 	testenv.NeedBinary(t, "bridge")
 	p := fmt.Sprintf("xgw%d-%d", os.Getpid(), labSeq.Add(1))
 	l := &lab{t: t, prefix: p, lan: p + "-lan", client: p + "-cl", hosts: map[string]*labHost{}, bmcs: map[string]*ipmitest.BMC{},
-		token: "gateway-lab-token", gws: []Gateway{{Name: "gw1", MAC: gwMAC, Addrs: []string{gwIP}, Port: "vif1.0"}}}
+		token: "gateway-lab-token", gws: []Gateway{
+			{Name: "gw1", MAC: gwMAC, Addrs: []string{gwIP}, Port: "vif1.0"},
+			{Name: "gw2", MAC: "02:58:47:00:00:02", Addrs: []string{"198.18.5.2"}, Port: "vif2.0"},
+		}}
 	var err error
 	if l.ca, err = pki.NewCA("gateways"); err != nil {
 		t.Fatal(err)
@@ -158,19 +164,23 @@ func newLab(t testing.TB) *lab {
 	l.ip(l.client, "addr", "add", clientIP+"/24", "dev", "eth0")
 	l.ip(l.client, "link", "set", "eth0", "up")
 	for i, id := range []string{"gw-a", "gw-b"} {
-		h := &labHost{id: id, ns: fmt.Sprintf("%s-h%d", p, i), gw: fmt.Sprintf("%s-g%d", p, i), uplink: fmt.Sprintf("up%d", i), net: powercut.New()}
+		h := &labHost{id: id, ns: fmt.Sprintf("%s-h%d", p, i), uplink: fmt.Sprintf("up%d", i), net: powercut.New(), lab: l}
 		l.addNS(h.ns)
-		l.addNS(h.gw)
 		l.ip(h.ns, "link", "add", "br0", "type", "bridge")
 		l.ip(h.ns, "link", "set", "br0", "up")
 		l.ip(h.ns, "link", "add", "up0", "type", "veth", "peer", "name", h.uplink, "netns", l.lan)
 		l.ip(l.lan, "link", "set", h.uplink, "master", "sw", "up")
 		l.ip(h.ns, "link", "set", "up0", "master", "br0", "up")
-		l.ip(h.ns, "link", "add", "vif1.0", "type", "veth", "peer", "name", "eth0", "netns", h.gw)
-		l.ip(h.ns, "link", "set", "vif1.0", "master", "br0", "up")
-		l.ip(h.gw, "link", "set", "eth0", "address", gwMAC)
-		l.ip(h.gw, "addr", "add", gwIP+"/24", "dev", "eth0")
-		l.ip(h.gw, "link", "set", "eth0", "up")
+		for j, g := range l.gws {
+			ns := fmt.Sprintf("%s-g%d%d", p, i, j)
+			l.addNS(ns)
+			h.gws = append(h.gws, ns)
+			l.ip(h.ns, "link", "add", g.Port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+			l.ip(h.ns, "link", "set", g.Port, "master", "br0", "up")
+			l.ip(ns, "link", "set", "eth0", "address", g.MAC)
+			l.ip(ns, "addr", "add", g.Addrs[0]+"/24", "dev", "eth0")
+			l.ip(ns, "link", "set", "eth0", "up")
+		}
 		f, err := os.Open("/run/netns/" + h.ns)
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +214,9 @@ func (l *lab) powerOff(h *labHost) {
 	h.downAt = time.Now()
 	h.net.Cut()
 	_ = exec.Command("ip", "-n", l.lan, "link", "set", h.uplink, "down").Run()
-	_ = exec.Command("ip", "-n", h.ns, "link", "set", "vif1.0", "down").Run()
+	for _, g := range l.gws {
+		_ = exec.Command("ip", "-n", h.ns, "link", "set", g.Port, "down").Run()
+	}
 	c := h.m.c
 	h.m = nil
 	go func() {
@@ -285,7 +297,15 @@ func (l *lab) start(ctx context.Context, profile ha.Config) *member {
 func (h *labHost) active() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.m != nil && h.m.role.Active(roleName(Gateway{Name: "gw1"}))
+	if h.m == nil {
+		return false
+	}
+	for _, g := range h.lab.gws {
+		if !h.m.role.Active(roleName(g)) {
+			return false
+		}
+	}
+	return true
 }
 
 // reach reports whether one ping from ns to addr is answered within 300 ms.
@@ -355,7 +375,10 @@ func (c *capture) stop() {
 }
 
 // garp matches tcpdump's line for a gratuitous ARP of the gateway.
-var garp = regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(gwMAC) + `.*Request who-has ` + regexp.QuoteMeta(gwIP) + ` tell ` + regexp.QuoteMeta(gwIP) + `\b`)
+func garp(g Gateway) *regexp.Regexp {
+	ip := regexp.QuoteMeta(g.Addrs[0])
+	return regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(g.MAC) + `.*Request who-has ` + ip + ` tell ` + ip + `\b`)
+}
 
 var replyLine = regexp.MustCompile(`^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)`)
 
@@ -402,34 +425,43 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 	defer cancel()
 	first := l.start(ctx, profile)
 	a, b := l.hosts["gw-a"], l.hosts["gw-b"]
+	// reachAll reports whether the client reaches every gateway.
+	reachAll := func() bool {
+		for _, g := range l.gws {
+			if !reach(l.client, g.Addrs[0]) {
+				return false
+			}
+		}
+		return true
+	}
 
-	if err := waitFor(ctx, "gw-a to be active and the gateway reachable", func() bool {
-		return a.active() && reach(l.client, gwIP)
+	if err := waitFor(ctx, "gw-a to hold every role and the gateways to be reachable", func() bool {
+		return a.active() && reachAll()
 	}); err != nil {
 		l.fail(ctx, first, err)
 	}
-	if b.active() {
-		tb.Fatal("both hosts hold the gateway's role")
-	}
-	// Only A's copy is on the network: from inside the copies, A reaches
-	// the client and B does not (its frames are dropped on B's bridge).
-	if !reach(a.gw, clientIP) {
-		tb.Fatal("the active copy (gw-a) cannot reach the client")
-	}
-	if reach(b.gw, clientIP) {
-		tb.Fatal("the passive copy (gw-b) reaches the client: its host does not block it")
+	// Only A's copies are on the network: from inside the copies, A's
+	// reach the client and B's do not (their frames are dropped on B's
+	// bridge, ARP included).
+	for j, g := range l.gws {
+		if b.m.role.Active(roleName(g)) {
+			tb.Fatalf("both hosts hold the role of %s", g.Name)
+		}
+		if !reach(a.gws[j], clientIP) {
+			tb.Fatalf("the active copy of %s (on gw-a) cannot reach the client", g.Name)
+		}
+		if reach(b.gws[j], clientIP) {
+			tb.Fatalf("the passive copy of %s (on gw-b) reaches the client: its host does not block it", g.Name)
+		}
 	}
 
-	leader := ""
-	if id, _ := first.c.Leader(); id != "" {
-		leader = id
-	}
+	leader, _ := first.c.Leader()
 	p := startProber(tb, l.client)
 	arp := startCapture(tb, l.client, "arp")
 	time.Sleep(300 * time.Millisecond)
 	pulled := time.Now()
 	l.bmcs["gw-a"].SetPower(false)
-	if err := waitFor(ctx, "gw-b to take over", func() bool { return b.active() && reach(l.client, gwIP) }); err != nil {
+	if err := waitFor(ctx, "gw-b to take over", func() bool { return b.active() && reachAll() }); err != nil {
 		l.fail(ctx, b.m, err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -441,16 +473,16 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 	if !ok {
 		tb.Fatalf("the prober saw no reply both before and after the plug was pulled:\n%s", p.out.String())
 	}
-	// The gateway is reached through B now: B's copy reaches the client,
-	// and the LAN switch learned the gateway's MAC on B's port (the
-	// gratuitous ARP, or the first reply).
-	if !reach(b.gw, clientIP) {
-		tb.Fatal("after the switch-over the new active copy (gw-b) cannot reach the client")
-	}
-	// gw-b announced the address: a gratuitous ARP (sender = target =
-	// the gateway's address) from the gateway's MAC reached the client.
-	if err := waitFor(ctx, "the gratuitous ARP at the client", func() bool {
-		return garp.MatchString(arp.text())
+	// Each gateway is reached through B now: B's copy reaches the client;
+	// B announced its address from its own MAC (a gratuitous ARP: sender =
+	// target = the address), and the LAN switch learned the MAC on B's port.
+	if err := waitFor(ctx, "the gratuitous ARPs at the client", func() bool {
+		for _, g := range l.gws {
+			if !garp(g).MatchString(arp.text()) {
+				return false
+			}
+		}
+		return true
 	}); err != nil {
 		tb.Fatalf("%v; ARP seen by the client:\n%s", err, arp.text())
 	}
@@ -459,15 +491,26 @@ func switchover(tb testing.TB, profile ha.Config) time.Duration {
 		tb.Logf("ARP at the client:\n%s", arp.text())
 	}
 	fdb := l.run("bridge", "-n", l.lan, "fdb", "show", "br", "sw")
-	if !strings.Contains(fdb, gwMAC+" dev "+b.uplink) {
-		tb.Fatalf("the LAN switch does not know the gateway's MAC on gw-b's port %s:\n%s", b.uplink, fdb)
-	}
-	st, err := l.hosts["gw-b"].m.c.State(ctx, ha.Consistent)
+	st, err := b.m.c.State(ctx, ha.Consistent)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if vm := st.VMs[roleName(l.gws[0])]; vm == nil || vm.Host != "gw-b" {
-		tb.Fatalf("the role is assigned to %+v, want gw-b", vm)
+	for j, g := range l.gws {
+		if !reach(b.gws[j], clientIP) {
+			tb.Fatalf("after the switch-over the new active copy of %s (on gw-b) cannot reach the client", g.Name)
+		}
+		if !strings.Contains(fdb, g.MAC+" dev "+b.uplink) {
+			tb.Fatalf("the LAN switch does not know %s's MAC on gw-b's port %s:\n%s", g.Name, b.uplink, fdb)
+		}
+		for _, other := range l.gws {
+			// Each role announces only its own gateway's address.
+			if other.Name != g.Name && regexp.MustCompile(regexp.QuoteMeta(g.MAC)+`.*tell `+regexp.QuoteMeta(other.Addrs[0])+`\b`).MatchString(arp.text()) {
+				tb.Fatalf("%s's MAC announced %s's address:\n%s", g.Name, other.Name, arp.text())
+			}
+		}
+		if vm := st.VMs[roleName(g)]; vm == nil || vm.Host != "gw-b" {
+			tb.Fatalf("the role of %s is assigned to %+v, want gw-b", g.Name, vm)
+		}
 	}
 	if h := st.Hosts["gw-a"]; h == nil || h.State != ha.HostFenced {
 		tb.Fatalf("gw-a is %+v, want fenced", h)
