@@ -137,6 +137,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			v.note("%s powered on and rejoined", h.id)
 		}
 	}
+	// A host powered back on can cost the others a moment (an election, a
+	// lease renewal late, VMs isolated and restarted): judge the pool once
+	// it has settled again.
+	if len(sum.Failures) == 0 {
+		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
+			sum.Failures = append(sum.Failures, fmt.Sprintf("at the end: %v", err))
+		}
+	}
 	stopWatch()
 	v.stop()
 
