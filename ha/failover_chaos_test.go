@@ -21,6 +21,7 @@ var (
 // at a time, with the invariant checker watching every millisecond; after
 // each fault is repaired every VM must run again somewhere.
 func TestFailoverChaos(t *testing.T) {
+	t.Parallel()
 	seed := *chaosSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())

@@ -17,6 +17,7 @@ import (
 // The leader dies in the middle of an incident; the next leader finishes it
 // from the replicated state, and recovers the old leader's VMs too.
 func TestFailoverLeaderCrashMidIncident(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 5)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -56,6 +57,7 @@ func TestFailoverLeaderCrashMidIncident(t *testing.T) {
 
 // Two hosts and a witness: either host's death is recovered on the other.
 func TestFailoverTwoHostsAndWitness(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3, hatest.Witness(2))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -90,6 +92,7 @@ func TestFailoverTwoHostsAndWitness(t *testing.T) {
 // A host that misses renewals for a moment, again and again, is marked
 // suspect each time and fenced never; when it really dies it is fenced once.
 func TestFailoverFlappingHost(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -141,6 +144,7 @@ func TestFailoverFlappingHost(t *testing.T) {
 // A libvirtd restart (and a longer libvirtd outage) moves nothing: an
 // unreachable hypervisor is never taken for stopped VMs.
 func TestFailoverLibvirtdRestartMovesNothing(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -152,7 +156,7 @@ func TestFailoverLibvirtdRestartMovesNothing(t *testing.T) {
 	hv := w.Host("h1").Hyper
 	starts := hv.CallCount(xenctltest.MethodStart)
 	hv.StopDaemon()
-	time.Sleep(time.Second) // longer than DeadTime and Lease
+	time.Sleep(hatest.SharedCPU().Lease + 500*time.Millisecond) // longer than DeadTime and Lease
 	hv.StartDaemon()
 	hv.RestartDaemon()
 	time.Sleep(500 * time.Millisecond)
@@ -176,6 +180,7 @@ func TestFailoverLibvirtdRestartMovesNothing(t *testing.T) {
 // A VM that crashes on a healthy host is restarted there MaxLocalRestarts
 // times, then relocated.
 func TestFailoverLocalRestartThenRelocate(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -210,6 +215,7 @@ func TestFailoverLocalRestartThenRelocate(t *testing.T) {
 // Capacity, priority, start order and anti-affinity hold in a real failover,
 // and a VM left without room is placed as soon as room appears.
 func TestFailoverPlacementRules(t *testing.T) {
+	t.Parallel()
 	const gib = 1 << 20
 	w := hatest.NewWorld(t, 3, hatest.HostSize(0, 4*gib, 8), hatest.HostSize(1, 4*gib, 8), hatest.HostSize(2, 4*gib, 8))
 	w.CheckInvariants(t)

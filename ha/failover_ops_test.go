@@ -13,6 +13,7 @@ import (
 // Maintenance drains a host (its VMs stop there and start elsewhere, with
 // their disks handed over) and gives it nothing new; Migrate moves one VM.
 func TestFailoverMaintenanceAndMigrate(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)

@@ -17,6 +17,7 @@ import (
 // returns with the same epochs, the VMs are resumed where they were, and
 // nothing moves.
 func TestFailoverQuorumLossPausesThenResumes(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3, hatest.FenceBehavior(fencetest.Succeed().WithLatency(20*time.Second)))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)

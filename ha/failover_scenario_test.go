@@ -88,6 +88,7 @@ func pinnedVMs(pref map[string][]string) []ha.VM {
 }
 
 func TestScenarios(t *testing.T) {
+	t.Parallel()
 	pref := map[string][]string{
 		"app1": {"h1", "h3"}, "app2": {"h2", "h3"},
 		"db1": {"h2", "h1"}, "db2": {"h3", "h1"},

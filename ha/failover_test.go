@@ -27,6 +27,7 @@ func testVMs(n int) []ha.VM {
 // A host that dies has its VMs restarted on the others, and only after a
 // fence record for it was committed.
 func TestFailoverHostCrash(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -95,6 +96,7 @@ func TestFailoverHostCrash(t *testing.T) {
 // were (dead), every round is recorded, and only an operator's
 // acknowledgement lets them move.
 func TestFailoverFenceFailsNoRecovery(t *testing.T) {
+	t.Parallel()
 	w := hatest.NewWorld(t, 3, hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable).WithLatency(20*time.Millisecond)))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -158,6 +160,7 @@ func TestFailoverFenceFailsNoRecovery(t *testing.T) {
 // pausing them, the default, or destroying them); the majority restarts
 // them only after the lease and the fence.
 func TestFailoverPartitionIsolation(t *testing.T) {
+	t.Parallel()
 	for _, resp := range []ha.IsolationAction{ha.IsolatePause, ha.IsolateDestroy} {
 		t.Run(string(resp), func(t *testing.T) { testPartitionIsolation(t, resp) })
 	}
