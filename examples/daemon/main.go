@@ -105,7 +105,11 @@ func run(ctx context.Context, f *File, log *slog.Logger, ready func(*ha.Cluster)
 		ready(c)
 	}
 	for ev := range events {
-		log.Info("event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
+		level := slog.LevelInfo
+		if ev.Kind == ha.EventApplied {
+			level = slog.LevelDebug // every lease renewal: too many for the log
+		}
+		log.Log(ctx, level, "event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
 	}
 	return nil
 }

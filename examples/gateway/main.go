@@ -81,6 +81,7 @@ func main() {
 	cert := flag.String("cert", "", "member certificate (PEM)")
 	key := flag.String("key", "", "member key (PEM)")
 	bridge := flag.String("bridge", "xenbr0", "bridge the gateways are on (announcements go there)")
+	table := flag.String("table", "xenha", "nftables bridge table this program owns")
 	gwFile := flag.String("gateways", "", "JSON list of gateways: [{\"name\", \"mac\", \"addrs\"}]")
 	preferred := flag.String("preferred", "", "host that should be active while it is up")
 	bmcs := bmcFlags{}
@@ -122,7 +123,7 @@ func main() {
 		}
 		if *witness {
 			cfg.Role = ha.RoleWitness
-		} else if cfg.Guard, err = nft.New(nft.WithBridge(*bridge), nft.WithLogger(log)); err != nil {
+		} else if cfg.Guard, err = nft.New(nft.WithTable(*table), nft.WithBridge(*bridge), nft.WithLogger(log)); err != nil {
 			return err
 		}
 		m, err := startMember(ctx, cfg, gws)
@@ -151,7 +152,11 @@ func main() {
 			return err
 		}
 		for ev := range m.c.Subscribe(ctx) {
-			log.Info("event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
+			level := slog.LevelInfo
+			if ev.Kind == ha.EventApplied {
+				level = slog.LevelDebug // every lease renewal: too many for the log
+			}
+			log.Log(ctx, level, "event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
 		}
 		return nil
 	}()
