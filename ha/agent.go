@@ -326,6 +326,7 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 // start makes the VM's storage usable at its committed generation (promoting
 // role-based volumes), defines the domain from its spec and boots it.
 func (a *agent) start(ctx context.Context, vm *VM, v view) error {
+	sources := map[string]storage.Source{}
 	for _, id := range vm.Spec.Volumes {
 		vol, ok := v.volumes[id]
 		if !ok {
@@ -335,9 +336,11 @@ func (a *agent) start(ctx context.Context, vm *VM, v view) error {
 		if be == nil {
 			return fmt.Errorf("start VM %s on %s: no storage backend for kind %q in Config.Storage", vm.Name, a.f.cfg.ID, vol.Kind)
 		}
-		if _, err := be.Attach(ctx, vol.Volume); err != nil {
+		src, err := be.Attach(ctx, vol.Volume)
+		if err != nil {
 			return fmt.Errorf("start VM %s on %s: attach volume %s generation %d: %w", vm.Name, a.f.cfg.ID, id, vol.Generation, err)
 		}
+		sources[id] = src
 		if p, ok := be.(storage.Promoter); ok {
 			if err := p.Promote(ctx, vol.Volume); err != nil {
 				return fmt.Errorf("start VM %s on %s: promote volume %s: %w", vm.Name, a.f.cfg.ID, id, err)
@@ -350,7 +353,11 @@ func (a *agent) start(ctx context.Context, vm *VM, v view) error {
 		a.mu.Unlock()
 	}
 	if vm.Spec.DomainXML != "" {
-		if _, err := a.hv.Define(ctx, vm.Spec.DomainXML); err != nil {
+		xml, err := withDiskSources(vm.Spec.DomainXML, sources)
+		if err != nil {
+			return fmt.Errorf("start VM %s on %s: %w", vm.Name, a.f.cfg.ID, err)
+		}
+		if _, err := a.hv.Define(ctx, xml); err != nil {
 			return fmt.Errorf("start VM %s on %s: define: %w", vm.Name, a.f.cfg.ID, err)
 		}
 	}

@@ -3,12 +3,10 @@ package ha_test
 import (
 	"context"
 	"flag"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
-	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/ha/hatest"
 )
 
@@ -101,6 +99,4 @@ func TestFailoverChaos(t *testing.T) {
 	for _, inc := range s.Incidents {
 		t.Logf("%s", inc.Timeline(true))
 	}
-	_ = fmt.Sprint
-	_ = ha.Stale
 }

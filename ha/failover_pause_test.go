@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/fence/fencetest"
-	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/ha/hatest"
-	"github.com/xenha/xenha/xenctl"
 	"github.com/xenha/xenha/xenctl/xenctltest"
 )
 
@@ -63,6 +61,4 @@ func TestFailoverQuorumLossPausesThenResumes(t *testing.T) {
 	if s := w.State(); len(s.Fences) != 0 {
 		t.Errorf("fences %+v after a brief loss of quorum", s.Fences)
 	}
-	_ = ha.Stale
-	_ = xenctl.StateRunning
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/xenha/xenha/netguard"
 	"github.com/xenha/xenha/xenctl/xenctltest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +102,18 @@ func TestFailoverFenceFailsNoRecovery(t *testing.T) {
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var evMu sync.Mutex
+	seen := map[ha.EventKind]int{}
+	for i := range 3 {
+		ch := w.Member(i).Subscribe(ctx)
+		go func() {
+			for e := range ch {
+				evMu.Lock()
+				seen[e.Kind]++
+				evMu.Unlock()
+			}
+		}()
+	}
 	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +140,13 @@ func TestFailoverFenceFailsNoRecovery(t *testing.T) {
 	if len(s.Fences) != 0 {
 		t.Fatalf("fence records %+v with a fencer that always fails", s.Fences)
 	}
+	evMu.Lock()
+	for _, k := range []ha.EventKind{ha.EventHostSuspect, ha.EventFenceAttempt, ha.EventFenceFailed} {
+		if seen[k] == 0 {
+			t.Errorf("no %s event; saw %v", k, seen)
+		}
+	}
+	evMu.Unlock()
 	for _, vm := range onVictim {
 		if v := s.VMs[vm]; v.Host != victim {
 			t.Fatalf("VM %s moved to %q without a fence of %s", vm, v.Host, victim)
