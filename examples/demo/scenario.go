@@ -143,6 +143,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if len(sum.Failures) == 0 {
 		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
 			sum.Failures = append(sum.Failures, fmt.Sprintf("at the end: %v", err))
+		} else if err := networkOwners(ctx, p, w, vms, o.Wait); err != nil {
+			sum.Failures = append(sum.Failures, fmt.Sprintf("at the end: %v", err))
 		}
 	}
 	stopWatch()
@@ -243,6 +245,53 @@ func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Durat
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s", ctx.Err(), last)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// networkOwners waits until each VM's MAC is allowed by exactly one host's
+// guard, the one it executes on (DESIGN §4.4), reading the guards back.
+func networkOwners(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		problem := ""
+		exec := w.snapshot(ctx)
+		allowed := map[string][]string{} // MAC → hosts allowing it
+		for _, h := range p.hosts {
+			h.mu.Lock()
+			g, up := h.guard, h.up
+			h.mu.Unlock()
+			if !up || g == nil {
+				continue
+			}
+			cur, err := g.Current(ctx)
+			if err != nil {
+				problem = fmt.Sprintf("read the guard of %s: %v", h.id, err)
+				break
+			}
+			for _, r := range cur.Rules {
+				if ok, _ := cur.Allowed(r.VIF.MAC); ok {
+					allowed[r.VIF.MAC.String()] = append(allowed[r.VIF.MAC.String()], h.id)
+				}
+			}
+		}
+		for _, vm := range vms {
+			if problem != "" {
+				break
+			}
+			hosts := allowed[vm.Spec.MACs[0]]
+			if len(hosts) != 1 || len(exec[vm.Name]) != 1 || hosts[0] != exec[vm.Name][0] {
+				problem = fmt.Sprintf("VM %s executes on %v and its MAC %s is allowed on %v", vm.Name, exec[vm.Name], vm.Spec.MACs[0], hosts)
+			}
+		}
+		if problem == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("single network owner: %w: %s", ctx.Err(), problem)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (s *Summary) WriteText(w io.Writer) {
 	for _, d := range s.DoubleRuns {
 		fmt.Fprintf(w, "RAN TWICE: %s on %s at %d ms\n", d.VM, strings.Join(d.Hosts, "+"), d.At)
 	}
-	verdict := "every VM runs exactly once; none ran twice"
+	verdict := "every VM runs exactly once, its network open on that host only; none ran twice"
 	if !s.OK {
 		verdict = "NOT OK"
 	}
