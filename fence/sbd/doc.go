@@ -20,6 +20,7 @@
 // tests use a plain file and, as root, a loop device.
 //
 // In production the Watcher's callback stops feeding the hardware watchdog
-// (see fence/watchdog) and reboots; the watchdog makes the self-fence
-// certain even if the host is too sick to run the callback.
+// (see fence/watchdog) and reboots, and [OnHealthy] feeds the watchdog keeper
+// as a source of its own: the watchdog then makes the self-fence certain
+// even if the host is too sick to run the callback, or the watcher hangs.
 package sbd

@@ -56,6 +56,7 @@ type Watcher struct {
 	onFence func(Event)
 	log     *slog.Logger
 	onRead  func(Slot)
+	healthy func(until time.Time)
 }
 
 // WatcherOption configures a Watcher.
@@ -67,6 +68,15 @@ func WithWatcherLogger(l *slog.Logger) WatcherOption { return func(w *Watcher) {
 // OnRead is called after each successful read of the slot (tests; health
 // reporting).
 func OnRead(f func(Slot)) WatcherOption { return func(w *Watcher) { w.onRead = f } }
+
+// OnHealthy is called after each round in which a majority of the devices
+// was read and held no pill, with the time until which this host may run on
+// that evidence (now + the watchdog timeout). Feed it to the watchdog
+// keeper as its own source, so that a watcher that hangs or dies stops the
+// keep-alives too:
+//
+//	sbd.OnHealthy(func(until time.Time) { keeper.FeedSource("sbd", until) })
+func OnHealthy(f func(until time.Time)) WatcherOption { return func(w *Watcher) { w.healthy = f } }
 
 // NewWatcher returns a watcher for host's slot on the given devices (one to
 // three, as with SBD). onFence must fence the host; it is called at most
@@ -198,6 +208,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		if ok >= need {
 			lastQuorum = time.Now()
+			if w.healthy != nil {
+				w.healthy(lastQuorum.Add(watchdog))
+			}
 		} else {
 			var failed []string
 			for _, err := range rerrs {

@@ -9,6 +9,9 @@
 // at the lease's expiry and the device resets the machine at most one
 // watchdog timeout later — even if the host is too sick to run any code.
 // A clean stop writes the magic close character 'V' so the device disarms.
+// Other reasons to stay alive are fed as their own sources
+// (Keeper.FeedSource): an SBD watcher feeds "sbd" through sbd.OnHealthy, so
+// a hung watcher stops the keep-alives as surely as a lapsed lease.
 //
 // On the leader, [Expiry] says when such a host is provably dead: the last
 // renewal the leader applied, plus the lease, plus the watchdog timeout,

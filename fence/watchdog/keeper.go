@@ -43,12 +43,12 @@ type Keeper struct {
 	isDev   bool
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	until  time.Time
-	closed bool
-	pets   int
-	last   time.Time
-	wake   chan struct{}
+	mu      sync.Mutex
+	sources map[string]time.Time // feeding deadline per source; the earliest rules
+	closed  bool
+	pets    int
+	last    time.Time
+	wake    chan struct{}
 }
 
 // KeeperOption configures a Keeper.
@@ -145,12 +145,26 @@ func (k *Keeper) Timeout() time.Duration { return k.timeout }
 // PetInterval is the keep-alive period.
 func (k *Keeper) PetInterval() time.Duration { return k.pet }
 
+// LeaseSource is the source Feed feeds.
+const LeaseSource = "lease"
+
 // Feed lets the keeper pet the device until the given time: call it with the
 // lease's expiry each time a renewal is committed. An earlier time than
 // before shortens the feeding (a revoked lease); the zero time stops it.
-func (k *Keeper) Feed(until time.Time) {
+// It is FeedSource(LeaseSource, until).
+func (k *Keeper) Feed(until time.Time) { k.FeedSource(LeaseSource, until) }
+
+// FeedSource sets the feeding deadline of one named source. The keeper pets
+// only while every source that was ever fed is within its deadline: a host
+// that fences itself through the watchdog for several reasons (its lease,
+// an SBD watcher's health) feeds each as its own source, and any one lapsing
+// stops the keep-alives.
+func (k *Keeper) FeedSource(source string, until time.Time) {
 	k.mu.Lock()
-	k.until = until
+	if k.sources == nil {
+		k.sources = map[string]time.Time{}
+	}
+	k.sources[source] = until
 	k.mu.Unlock()
 	select {
 	case k.wake <- struct{}{}:
@@ -158,11 +172,27 @@ func (k *Keeper) Feed(until time.Time) {
 	}
 }
 
-// FedUntil returns the current feeding deadline.
+// FedUntil returns the current feeding deadline: the earliest of the
+// sources' (zero before any feeding).
 func (k *Keeper) FedUntil() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.until
+	until, _ := k.deadline()
+	return until
+}
+
+// deadline returns the earliest source deadline and its source. Call with
+// k.mu held.
+func (k *Keeper) deadline() (time.Time, string) {
+	var until time.Time
+	var which string
+	first := true
+	for s, u := range k.sources {
+		if first || u.Before(until) {
+			until, which, first = u, s, false
+		}
+	}
+	return until, which
 }
 
 // Pets returns how many keep-alives were written and when the last was.
@@ -182,7 +212,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 	lapsed := false
 	for {
 		k.mu.Lock()
-		until, closed := k.until, k.closed
+		until, source := k.deadline()
+		closed := k.closed
 		k.mu.Unlock()
 		if closed {
 			return ErrClosed
@@ -194,7 +225,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 			lapsed = false
 		} else if !lapsed {
 			lapsed = true
-			k.log.Error("lease lapsed: no longer feeding the watchdog; it will reset this host", "device", k.path, "fed until", until, "timeout", k.timeout)
+			k.log.Error("feeding lapsed: no longer petting the watchdog; it will reset this host", "source", source, "device", k.path, "fed until", until, "timeout", k.timeout)
 		}
 		select {
 		case <-ctx.Done():
