@@ -262,3 +262,38 @@ func TestFailoverPlacementRules(t *testing.T) {
 		t.Fatalf("db1 on %q (%v), want h1", host, err)
 	}
 }
+
+// A restart VM whose host died makes room by stopping a best-effort VM.
+func TestFailoverEvictsBestEffort(t *testing.T) {
+	t.Parallel()
+	const gib = 1 << 20
+	w := hatest.NewWorld(t, 3, hatest.HostSize(0, 2*gib, 8), hatest.HostSize(1, 2*gib, 8), hatest.HostSize(2, 2*gib, 8))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	important := hatest.VMSpec("important", 1536, 1, 0)
+	important.Policy.Preferred = []string{"h2"}
+	batch1 := hatest.VMSpec("batch1", 1536, 1, 1)
+	batch1.Policy.Restart, batch1.Policy.Preferred = ha.RestartBestEffort, []string{"h1"}
+	batch3 := hatest.VMSpec("batch3", 1536, 1, 3)
+	batch3.Policy.Restart, batch3.Policy.Preferred = ha.RestartBestEffort, []string{"h3"}
+	if err := w.AddVMs(ctx, important, batch1, batch3); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	if l == 1 {
+		t.Skip("h2 leads; this test kills a follower")
+	}
+	w.Kill(1)
+	host, err := w.WaitRunning(ctx, "important", "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evicted := map[string]string{"h1": "batch1", "h3": "batch3"}[host]
+	if on := w.RunningOn(evicted); len(on) != 0 {
+		t.Fatalf("%s still runs on %v next to important on %s", evicted, on, host)
+	}
+	if err := w.Wait(ctx, evicted+" pending", func(s *ha.State) bool { return s.VMs[evicted].Pending != "" }); err != nil {
+		t.Fatal(err)
+	}
+}

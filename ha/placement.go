@@ -25,6 +25,9 @@ type Placement struct {
 	// Unplaced maps a VM that found no host to the reason, for VM.Pending and
 	// the operator.
 	Unplaced map[string]string
+	// Evict lists best-effort VMs to stop so that an unplaced restart VM
+	// fits (RestartAlways makes room); it is placed once they stopped.
+	Evict []string
 }
 
 // hostRoom is what is left on one host while a round places VMs.
@@ -103,12 +106,18 @@ func place(s *State, want []string) Placement {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	// Charge every VM that stays where it is, so that room means real room.
+	// Charge every VM that stays where it is, so that room means real room;
+	// one taken off a host that still runs it is charged there until it
+	// stopped.
 	for name, vm := range s.VMs {
-		if moving[name] || vm.Host == "" || vm.Stopped {
+		at := vm.Host
+		if at == "" && vm.Observed.State.Active() {
+			at = vm.Observed.Host
+		}
+		if moving[name] || at == "" || (vm.Stopped && !vm.Observed.State.Active()) {
 			continue
 		}
-		r := room[vm.Host]
+		r := room[at]
 		if r == nil {
 			continue
 		}
@@ -119,6 +128,7 @@ func place(s *State, want []string) Placement {
 		}
 	}
 
+	evicted := map[string]bool{}
 	for _, vm := range vms {
 		// A VM relocated from a healthy host (it kept crashing there) must
 		// land elsewhere; one whose host was fenced and came back at a new
@@ -129,6 +139,15 @@ func place(s *State, want []string) Placement {
 		}
 		host, reason := pick(vm, room, ids, avoid)
 		if host == nil {
+			if vm.Policy.Restart == RestartAlways {
+				if h, victims := makeRoom(s, vm, room, ids, avoid, moving, evicted); h != "" {
+					for _, v := range victims {
+						evicted[v] = true
+					}
+					out.Evict = append(out.Evict, victims...)
+					reason = fmt.Sprintf("making room on %s by stopping best-effort VMs %s", h, strings.Join(victims, ", "))
+				}
+			}
 			out.Unplaced[vm.Name] = reason
 			continue
 		}
@@ -203,4 +222,43 @@ func score(r *hostRoom) int64 {
 		return int64(r.cpuFree) - 1<<62
 	}
 	return r.memFree
+}
+
+// makeRoom finds the host where stopping the fewest best-effort VMs (lowest
+// priority first) lets vm fit, and returns it with those VMs; "" if none.
+func makeRoom(s *State, vm *VM, room map[string]*hostRoom, ids []string, avoid string, moving, evicted map[string]bool) (string, []string) {
+	bestHost, best := "", []string(nil)
+	for _, id := range ids {
+		if id == avoid {
+			continue
+		}
+		r := room[id]
+		if vm.Policy.AntiAffinity != "" && r.groups[vm.Policy.AntiAffinity] {
+			continue
+		}
+		var cands []*VM
+		for name, o := range s.VMs {
+			if o.Host == id && !moving[name] && !evicted[name] && !o.Stopped && o.Policy.Restart == RestartBestEffort {
+				cands = append(cands, o)
+			}
+		}
+		slices.SortFunc(cands, func(a, b *VM) int {
+			return cmp.Or(cmp.Compare(a.Policy.Priority, b.Policy.Priority), cmp.Compare(a.Name, b.Name))
+		})
+		mem, cpu := r.memFree, r.cpuFree
+		var victims []string
+		for _, c := range cands {
+			if (!r.memLimit || mem >= int64(vm.Spec.MemoryKiB)) && (!r.cpuLimit || cpu >= vm.Spec.VCPUs) {
+				break
+			}
+			mem += int64(c.Spec.MemoryKiB)
+			cpu += c.Spec.VCPUs
+			victims = append(victims, c.Name)
+		}
+		fits := (!r.memLimit || mem >= int64(vm.Spec.MemoryKiB)) && (!r.cpuLimit || cpu >= vm.Spec.VCPUs)
+		if fits && len(victims) > 0 && (bestHost == "" || len(victims) < len(best)) {
+			bestHost, best = id, victims
+		}
+	}
+	return bestHost, best
 }

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"github.com/xenha/xenha/xenctl"
 	"reflect"
 	"strings"
 	"testing"
@@ -225,4 +226,40 @@ func FuzzPlaceNeverOvercommits(f *testing.F) {
 			t.Fatalf("%d assigned + %d unplaced != %d VMs", len(p.Assign), len(p.Unplaced), n)
 		}
 	})
+}
+
+// A restart VM without room makes room by stopping best-effort VMs, the
+// lowest priority first, on the host where the fewest must go.
+func TestPlaceEvictsBestEffortForRestart(t *testing.T) {
+	s := &State{
+		Hosts: testHosts(map[string]Capacity{"h1": {MemoryKiB: 4 * gib, VCPUs: 8}, "h2": {MemoryKiB: 3 * gib, VCPUs: 8}}),
+		VMs: map[string]*VM{
+			"be-low":  testVM("be-low", 2, 1, Policy{Restart: RestartBestEffort, Priority: 1}),
+			"be-high": testVM("be-high", 2, 1, Policy{Restart: RestartBestEffort, Priority: 9}),
+			"be-a":    testVM("be-a", 1, 1, Policy{Restart: RestartBestEffort}),
+			"be-b":    testVM("be-b", 1, 1, Policy{Restart: RestartBestEffort}),
+			"r":       testVM("r", 2, 1, Policy{}),
+			"r2":      testVM("r2", 8, 1, Policy{}),
+		},
+	}
+	for vm, h := range map[string]string{"be-low": "h1", "be-high": "h1", "be-a": "h2", "be-b": "h2"} {
+		s.VMs[vm].Host = h
+	}
+	p := place(s, []string{"r", "r2"})
+	if len(p.Assign) != 0 || !reflect.DeepEqual(p.Evict, []string{"be-low"}) {
+		t.Fatalf("assign %v evict %v, want nothing placed and be-low evicted", p.Assign, p.Evict)
+	}
+	if !strings.Contains(p.Unplaced["r"], "making room on h1") || !strings.Contains(p.Unplaced["r2"], "no capacity") {
+		t.Fatalf("unplaced %v", p.Unplaced)
+	}
+	// While be-low still runs on h1 after its release, its room is taken.
+	s.VMs["be-low"].Host = ""
+	s.VMs["be-low"].Observed = Observed{Host: "h1", State: xenctl.StateRunning}
+	if p := place(s, []string{"r"}); len(p.Assign) != 0 {
+		t.Fatalf("placed %v before the evicted VM stopped", p.Assign)
+	}
+	s.VMs["be-low"].Observed.State = xenctl.StateShutoff
+	if p := place(s, []string{"r"}); !reflect.DeepEqual(p.Assign, []Assignment{{"r", "h1"}}) {
+		t.Fatalf("after the eviction: %v, want r on h1", p.Assign)
+	}
 }

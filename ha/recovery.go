@@ -421,6 +421,18 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 		return
 	}
 	p := place(s, want)
+	for _, name := range p.Evict {
+		vm := s.VMs[name]
+		key := name + "@" + vm.Host
+		if r.released[key] {
+			continue
+		}
+		r.released[key] = true
+		if _, err := f.c.propose(ctx, &releaseCmd{VM: name, Host: vm.Host, Reason: "stopped to make room for a restart VM"}); err != nil {
+			f.log.Debug("eviction failed", "vm", name, "err", err)
+			delete(r.released, key)
+		}
+	}
 	cmd := &assignCmd{Moves: p.Assign, Reason: "failover"}
 	for vm, why := range p.Unplaced {
 		if s.VMs[vm].Pending != why {
