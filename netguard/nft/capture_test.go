@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -121,6 +122,19 @@ func (s *sniffer) received(match func(f []byte) bool) [][]byte {
 		}
 	}
 	return out
+}
+
+// await is received for frames the test expects: the sniffer reads on its
+// own goroutine, so a frame that already crossed the wire may not be recorded
+// yet. It waits for a match up to a bound, then returns what it has.
+func (s *sniffer) await(match func(f []byte) bool) [][]byte {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if f := s.received(match); len(f) > 0 || time.Now().After(deadline) {
+			return f
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func fromMAC(mac net.HardwareAddr) func([]byte) bool {

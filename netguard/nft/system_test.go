@@ -159,11 +159,11 @@ func TestBlockedVMSendsAndReceivesNothing(t *testing.T) {
 	}
 	l.ip(vm.ns, "neigh", "flush", "all") // entries left INCOMPLETE while blocked
 	expect(t, reach{"unicast ping from outside", func(ctx context.Context) bool { return pings(ctx, l.out, vm.ip4.String()) }, true})
-	if f := atVM.received(toMAC(vm.vif.MAC)); len(f) == 0 {
+	if f := atVM.await(toMAC(vm.vif.MAC)); len(f) == 0 {
 		t.Error("VM received nothing addressed to it after unblocking: the sniffer is blind, the test proves nothing")
 	}
 	expect(t, reach{"arping from outside", func(ctx context.Context) bool { return arpings(ctx, l.out, vm.ip4.String()) }, true})
-	if f := atVM.received(func(f []byte) bool { return fromMAC(outMAC)(f) && etherType(f) == 0x0806 }); len(f) == 0 {
+	if f := atVM.await(func(f []byte) bool { return fromMAC(outMAC)(f) && etherType(f) == 0x0806 }); len(f) == 0 {
 		t.Error("VM received no ARP from the outside after unblocking: the sniffer is blind to broadcasts")
 	}
 }
