@@ -33,7 +33,7 @@ func ipmilanTarget(t testing.TB, b *ipmisim.BMC) agent.Target {
 		Agent: "fence_ipmilan",
 		Options: map[string]string{
 			"ip": b.Addr, "ipport": strconv.Itoa(b.Port), "username": b.User,
-			"lanplus": "1", "cipher": "3", "power_wait": "0", "ipmitool_timeout": "1",
+			"lanplus": "1", "cipher": "3", "power_wait": "0",
 		},
 		PasswordFile: writeFile(t, t.TempDir(), "pw", b.Password+"\n", 0o600),
 	}
@@ -50,7 +50,7 @@ func TestConformanceFenceIPMILan(t *testing.T) {
 		dead := agent.Target{Agent: "fence_ipmilan", Options: map[string]string{
 			"ip": addr, "ipport": strconv.Itoa(port), "username": "x", "password": "y", "lanplus": "1", "cipher": "3", "ipmitool_timeout": "1"}}
 		f, err := agent.New(map[string]agent.Target{"host-a": ipmilanTarget(t, b), "dead": dead},
-			agent.WithTimeout(5*time.Second), agent.WithPollInterval(50*time.Millisecond))
+			agent.WithTimeout(10*time.Second), agent.WithPollInterval(50*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

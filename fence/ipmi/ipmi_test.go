@@ -13,10 +13,11 @@ import (
 	"github.com/xenha/xenha/fence/ipmi"
 )
 
-// fast keeps tests quick against loopback BMCs: short per-packet timeout,
-// quick polls.
+// fast keeps tests quick against loopback BMCs with quick polls, while
+// leaving ipmi_sim (which forks its chassis hook for every power read) room
+// to answer on a loaded machine.
 var fast = []ipmi.Option{
-	ipmi.WithExchangeTimeout(600 * time.Millisecond), ipmi.WithRetries(1),
+	ipmi.WithExchangeTimeout(time.Second), ipmi.WithRetries(3),
 	ipmi.WithPollInterval(20 * time.Millisecond), ipmi.WithVerifyTimeout(5 * time.Second),
 }
 
@@ -34,8 +35,10 @@ func simTarget(t testing.TB, b *ipmisim.BMC, iface ipmi.Interface, suites ...int
 		CipherSuites: suites, PasswordFile: writePassword(t, b.Password)}
 }
 
+// deadTarget is a BMC whose port refuses (nothing listens): unreachable at
+// once, so the suite's unreachable clause costs no timeouts.
 func deadTarget(t testing.TB) ipmi.Target {
-	addr, port := ipmisim.DeadEndpoint(t)
+	addr, port := ipmisim.ClosedEndpoint(t)
 	return ipmi.Target{Address: addr, Port: port, User: "fence", PasswordFile: writePassword(t, "dead-bmc-Pa55")}
 }
 
@@ -138,7 +141,12 @@ func TestOperatorUser(t *testing.T) {
 // TestSilentBMC: a BMC address where packets vanish (nothing answers, no
 // ICMP refusal) is ErrUnreachable too.
 func TestSilentBMC(t *testing.T) {
-	f := newFencer(t, map[string]ipmi.Target{"host-a": deadTarget(t)})
+	addr, port := ipmisim.DeadEndpoint(t)
+	f, err := ipmi.New(map[string]ipmi.Target{"host-a": {Address: addr, Port: port, User: "fence",
+		PasswordFile: writePassword(t, "dead-bmc-Pa55")}}, ipmi.WithExchangeTimeout(200*time.Millisecond), ipmi.WithRetries(1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := f.Fence(t.Context(), "host-a")
 	if !errors.Is(err, fence.ErrUnreachable) || p != (fence.Proof{}) {
 		t.Fatalf("Fence with a silent BMC = %v, %v; want ErrUnreachable", p, err)

@@ -273,3 +273,18 @@ func DeadEndpoint(t testing.TB) (string, int) {
 	t.Cleanup(func() { c.Close() })
 	return "127.0.0.1", c.LocalAddr().(*net.UDPAddr).Port
 }
+
+// ClosedEndpoint returns a loopback UDP port with nothing bound to it, so
+// requests are refused at once (ICMP port unreachable): a dead BMC that
+// costs a test no timeouts. Another process could bind the port meanwhile;
+// that is unlikely enough for tests.
+func ClosedEndpoint(t testing.TB) (string, int) {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	return "127.0.0.1", port
+}
