@@ -37,6 +37,7 @@ type agent struct {
 	started    map[string]int    // VM → LocalRestarts when this agent last started it
 	paused     map[string]uint64 // VM → epoch when isolation paused it
 	attached   map[string]time.Time
+	busy       map[string]bool // VMs with a slow action under way
 	isolated   bool
 	reporting  atomic.Bool
 	registered bool
@@ -51,6 +52,7 @@ func newAgent(f *failover) *agent {
 		started:  map[string]int{},
 		paused:   map[string]uint64{},
 		attached: map[string]time.Time{},
+		busy:     map[string]bool{},
 		guard:    guardKeeper{g: f.cfg.Guard},
 	}
 }
@@ -193,6 +195,13 @@ func (a *agent) round(ctx context.Context) {
 			}
 		}
 	}
+	if status != leaseValid {
+		// Block before asking the hypervisor anything: a hung libvirtd
+		// must not delay the one step that needs no hypervisor.
+		if err := a.guard.apply(ctx, v, nil, true); err != nil {
+			f.log.Error("isolating: blocking the VM network failed", "err", err)
+		}
+	}
 	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
 	doms, derr := a.hv.Domains(hctx)
 	cancel()
@@ -276,12 +285,17 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 		a.started[act.VM] = vm.LocalRestarts
 		a.mu.Unlock()
 	case actStop:
-		sctx, scancel := context.WithTimeout(ctx, releaseGrace+hypervisorTimeout)
-		_, err = a.hv.Shutdown(sctx, act.VM, releaseGrace)
-		scancel()
-		if err == nil {
-			a.detach(hctx, v.vms[act.VM], v)
-		}
+		// A guest may take releaseGrace to shut down: never hold the loop
+		// (and so isolation) for it.
+		a.background(ctx, act.VM, func(ctx context.Context) error {
+			sctx, scancel := context.WithTimeout(ctx, releaseGrace+hypervisorTimeout)
+			defer scancel()
+			if _, err := a.hv.Shutdown(sctx, act.VM, releaseGrace); err != nil {
+				return err
+			}
+			a.detach(sctx, v.vms[act.VM], v)
+			return nil
+		})
 	case actDestroy:
 		err = a.hv.Destroy(hctx, act.VM)
 		a.mu.Lock()
@@ -305,10 +319,15 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 			err = errors.Join(err, a.hv.Destroy(hctx, act.VM))
 		}
 	case actShutdown:
+		// In parallel: Grace is shorter than IsolationLead for one guest,
+		// not for all of them in a row.
 		g := f.cfg.IsolationResponse.Grace
-		sctx, scancel := context.WithTimeout(ctx, g+hypervisorTimeout)
-		_, err = a.hv.Shutdown(sctx, act.VM, g)
-		scancel()
+		a.background(ctx, act.VM, func(ctx context.Context) error {
+			sctx, scancel := context.WithTimeout(ctx, g+hypervisorTimeout)
+			defer scancel()
+			_, err := a.hv.Shutdown(sctx, act.VM, g)
+			return err
+		})
 	case actResume:
 		if p, ok := a.hv.(xenctl.Pauser); ok {
 			if err = p.Resume(hctx, act.VM); err == nil {
@@ -321,6 +340,28 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 	if err != nil {
 		f.log.Warn("host agent action failed; retrying next round", "action", act.String(), "err", err)
 	}
+}
+
+// background runs a slow action on one VM outside the agent's loop, at most
+// one per VM at a time, and rounds again when it ends.
+func (a *agent) background(ctx context.Context, vm string, fn func(context.Context) error) {
+	a.mu.Lock()
+	if a.busy[vm] {
+		a.mu.Unlock()
+		return
+	}
+	a.busy[vm] = true
+	a.mu.Unlock()
+	go func() {
+		err := fn(ctx)
+		a.mu.Lock()
+		delete(a.busy, vm)
+		a.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			a.f.log.Warn("stopping a VM failed; retrying next round", "vm", vm, "err", err)
+		}
+		kick(a.kick)
+	}()
 }
 
 // start makes the VM's storage usable at its committed generation (promoting

@@ -2,6 +2,10 @@ package ha_test
 
 import (
 	"context"
+	"github.com/xenha/xenha/fence"
+	"github.com/xenha/xenha/fence/fencetest"
+	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/xenctltest"
 	"slices"
 	"testing"
 	"time"
@@ -63,5 +67,44 @@ func TestFailoverMaintenanceAndMigrate(t *testing.T) {
 	}
 	if host, err := w.WaitRunning(ctx, vm, ""); err != nil || host != "h2" {
 		t.Fatalf("%s on %q (%v), want h2", vm, host, err)
+	}
+}
+
+// A guest that ignores the shutdown request of a migration holds the agent
+// for nothing: when the host then loses its lease, its other VMs are
+// isolated while that shutdown is still waiting.
+func TestFailoverSlowShutdownDoesNotDelayIsolation(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	a, b := hatest.VMSpec("deaf", 512, 1, 0), hatest.VMSpec("other", 512, 1, 1)
+	a.Policy.Preferred, b.Policy.Preferred = []string{"h2"}, []string{"h2"}
+	if err := w.AddVMs(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := w.WaitLeader(ctx); l == 1 {
+		t.Skip("h2 leads; this test isolates a follower")
+	}
+	hv := w.Host("h2").Hyper
+	if err := hv.SetGuest("deaf", xenctltest.Guest{IgnoreACPI: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Any().Migrate(ctx, "deaf", "h3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, func() bool {
+		d, err := hv.Domain(ctx, "deaf")
+		return err == nil && d.State == xenctl.StateShuttingDown
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.Partition([]int{1}, []int{0, 2})
+	if err := waitFor(ctx, func() bool { return len(w.RunningOn("other")) == 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if on := w.Hyper.Active("deaf"); len(on) != 1 || on[0] != "h2" {
+		t.Fatalf("deaf is active on %v when other was isolated; want still on h2, its shutdown still waiting", on)
 	}
 }
