@@ -58,6 +58,19 @@ func TestFailoverHostCrash(t *testing.T) {
 		if got := w.Store.Writers("disk-" + vm); !slices.Equal(got, []string{host}) {
 			t.Errorf("disk of %s is written by %v, want only %s", vm, got, host)
 		}
+		// Its network is open on the new host only, and announced there.
+		mac := w.State().VMs[vm].Spec.MACs[0]
+		g := w.Host(host).Guard
+		if err := waitFor(ctx, func() bool {
+			for _, vif := range g.Announced() {
+				if vif.VM == vm && vif.MAC.String() == mac {
+					return true
+				}
+			}
+			return false
+		}); err != nil {
+			t.Errorf("no gratuitous ARP for %s on %s: %v", vm, host, err)
+		}
 	}
 	s := w.State()
 	if len(s.Fences) == 0 || s.Fences[0].Host != victim {
