@@ -42,6 +42,10 @@ func (c *Cluster) syncRead(ctx context.Context) error {
 		} else {
 			var resp rpcResponse
 			resp, _, err = c.callLeader(ctx, rpcRequest{Op: opReadIndex})
+			if err == nil && resp.Err != "" {
+				// Never read at index 0: a failed read index is a failed read.
+				err = errFromWire("leader", resp.Code, resp.Err)
+			}
 			index = resp.Index
 		}
 		if errors.Is(err, ErrNotLeader) && ctx.Err() == nil {
