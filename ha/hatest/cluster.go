@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -73,7 +74,8 @@ func WithConfig(fn func(i int, cfg *ha.Config)) Option {
 	return func(o *options) { o.configure = fn }
 }
 
-// WithLogger sends the members' logs to l (default: discarded).
+// WithLogger sends the members' logs to l (default: discarded, or stderr at
+// the level named by the environment variable HATEST_LOG).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithOptions passes ha.Options to every member's ha.New.
@@ -98,6 +100,12 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	o := options{base: ha.FastLAN()}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.logger == nil && os.Getenv("HATEST_LOG") != "" {
+		// HATEST_LOG=debug|info|warn sends every member's log to stderr.
+		var level slog.Level
+		_ = level.UnmarshalText([]byte(os.Getenv("HATEST_LOG")))
+		o.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	c := &Cluster{t: t, o: o, fabric: NewFabric(!o.tcp)}
 	if !o.insecure {
