@@ -92,7 +92,8 @@ func (e *ChainError) Unwrap() []error {
 
 // Chain fences a host with ordered levels: the first level that returns a proof
 // ends the chain; a level that fails or stays silent past its timeout hands
-// over to the next. Chain is itself a Fencer, so chains nest.
+// over to the next. Chain is itself a Fencer, so chains nest, and a
+// StatusReader and Unfencer that ask its levels in order.
 type Chain struct {
 	levels    []Level
 	onAttempt func(Attempt)
