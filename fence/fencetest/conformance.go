@@ -61,6 +61,7 @@ var checks = []check{
 	{"UnreachableDevice", checkUnreachable},
 	{"CanceledContext", checkCanceled},
 	{"CancelWhileWaiting", checkCancelWhileWaiting},
+	{"CancelWhileFencing", checkCancelWhileFencing},
 	{"Status", checkStatus},
 	{"Unfence", checkUnfence},
 }
@@ -77,7 +78,8 @@ func (e errSkip) Error() string { return string(e) }
 //   - an unconfigured host gives an error wrapping fence.ErrUnknownHost;
 //   - an unreachable device gives an error, never a proof;
 //   - an ended context gives an error and no proof, and a call in progress
-//     returns once its context ends;
+//     (waiting on a dead device, or fencing the live host) returns once its
+//     context ends, with a proof only if the host is off;
 //   - Status (if implemented) reports on, then off; Unfence (if implemented)
 //     brings the host back and it can be fenced again.
 func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
@@ -264,6 +266,32 @@ func checkCancelWhileWaiting(ctx context.Context, s Subject) error {
 	}
 	if err == nil || p != (fence.Proof{}) {
 		return fmt.Errorf("Fence(%q) canceled while waiting = %v, %v; want an error and no proof", s.Unreachable, p, err)
+	}
+	return nil
+}
+
+// checkCancelWhileFencing cancels a fence of the real host soon after it
+// starts (during a poison pill's msgwait, a BMC's verify loop, ...). The call
+// must return; a proof is acceptable only if the host really is off.
+func checkCancelWhileFencing(ctx context.Context, s Subject) error {
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	p, err, hung := fenceCtx(cctx, s.Fencer, s.Host)
+	if hung != nil {
+		return hung
+	}
+	if err != nil {
+		if p != (fence.Proof{}) {
+			return fmt.Errorf("Fence(%q) canceled returned both a proof %v and an error %v", s.Host, p, err)
+		}
+		return nil
+	}
+	off, ierr := isOff(ctx, s)
+	if ierr != nil {
+		return ierr
+	}
+	if !off {
+		return fmt.Errorf("Fence(%q) canceled after 20ms returned proof %v but the host is still on", s.Host, p)
 	}
 	return nil
 }

@@ -66,6 +66,10 @@ func TestSuiteCatchesBrokenFencers(t *testing.T) {
 		{"dead device gives proof", checkUnreachable, func(ctx context.Context, h string) (fence.Proof, error) {
 			return proofFor(h), nil
 		}, "want an error and no proof"},
+		{"slow liar ignores cancellation", checkCancelWhileFencing, func(ctx context.Context, h string) (fence.Proof, error) {
+			time.Sleep(50 * time.Millisecond)
+			return proofFor(h), nil
+		}, "still on"},
 		{"ignores canceled context", checkCanceled, func(ctx context.Context, h string) (fence.Proof, error) {
 			off = true
 			return proofFor(h), nil
