@@ -11,5 +11,7 @@
 //
 // Options are local configuration ([Target]); a password can come from a
 // file and is passed on stdin only, never on the command line, and is
-// masked in errors and proofs.
+// masked in errors and proofs. [Fencer.Validate] checks the options against
+// each agent's own metadata (action=metadata) at start-up, so a misspelt
+// option fails then rather than during a failover.
 package agent
