@@ -50,7 +50,10 @@ func (c *hostJoin) apply(s *State, m applyMeta) (any, error) {
 	return nil, nil
 }
 
-// hostLeave marks a member as gone (left voluntarily or removed).
+// hostLeave marks a member as gone (left voluntarily or removed). It bumps
+// the host's epoch, as a fence does, so that a removed host that is in fact
+// still alive finds its renewals refused and gives up its VMs: removal is
+// not proof that it is off, only that it no longer belongs.
 type hostLeave struct {
 	ID     string `json:"id"`
 	Reason string `json:"reason,omitempty"`
@@ -65,6 +68,7 @@ func (c *hostLeave) apply(s *State, m applyMeta) (any, error) {
 	}
 	if h.State != HostLeft {
 		h.State, h.Since = HostLeft, m.At
+		h.Epoch++
 	}
 	return nil, nil
 }
