@@ -24,6 +24,9 @@ import (
 // migration or a drain) gets to shut down before it is destroyed.
 const releaseGrace = 10 * time.Second
 
+// migrationTimeout bounds one live migration.
+const migrationTimeout = 5 * time.Minute
+
 // hypervisorTimeout bounds one hypervisor call: a hung libvirtd must not hold
 // the agent past its lease.
 const hypervisorTimeout = 5 * time.Second
@@ -118,9 +121,21 @@ func (a *agent) register(ctx context.Context) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.f.cfg.Lease)
 	defer cancel()
-	if _, err := a.f.c.propose(rctx, &registerCmd{Host: a.f.cfg.ID, Epoch: epoch, Capacity: a.f.capacity(rctx)}); err == nil {
+	if _, err := a.f.c.propose(rctx, &registerCmd{Host: a.f.cfg.ID, Epoch: epoch, Capacity: a.f.capacity(rctx), MigrateURI: a.f.migrateURI()}); err == nil {
 		a.registered = true
 	}
+}
+
+// migrateURI is where other hypervisors reach this one for live
+// migrations, when it can receive them.
+func (f *failover) migrateURI() string {
+	if _, ok := f.cfg.Hypervisor.(xenctl.Migrator); !ok {
+		return ""
+	}
+	if u, ok := f.cfg.Hypervisor.(interface{ URI() string }); ok {
+		return u.URI()
+	}
+	return ""
 }
 
 // capacity is what this host offers: the configured override, else what the
@@ -151,21 +166,31 @@ type view struct {
 	managed   map[string]bool
 	vms       map[string]VM
 	volumes   map[string]Volume
+	migrateTo map[string]string // host → MigrateURI
 }
 
 func (a *agent) view() view {
-	v := view{desired: map[string]*VM{}, managed: map[string]bool{}, vms: map[string]VM{}, volumes: map[string]Volume{}}
+	v := view{desired: map[string]*VM{}, managed: map[string]bool{}, vms: map[string]VM{}, volumes: map[string]Volume{}, migrateTo: map[string]string{}}
 	self := a.f.cfg.ID
 	a.f.c.read(func(s *State) {
 		v.index = s.Index
 		if h := s.Hosts[self]; h != nil {
 			v.hostEpoch, v.hostState = h.Epoch, h.State
 		}
+		for id, h := range s.Hosts {
+			if h.MigrateURI != "" {
+				v.migrateTo[id] = h.MigrateURI
+			}
+		}
 		for name, vm := range s.VMs {
 			c := *vm
 			c.Spec.MACs = slices.Clone(vm.Spec.MACs)
 			c.Spec.Addrs = slices.Clone(vm.Spec.Addrs)
 			c.Spec.Volumes = slices.Clone(vm.Spec.Volumes)
+			if vm.Migrating != nil {
+				m := *vm.Migrating
+				c.Migrating = &m
+			}
 			v.managed[name] = true
 			v.vms[name] = c
 			for _, id := range vm.Spec.Volumes {
@@ -205,11 +230,19 @@ func (a *agent) round(ctx context.Context) {
 	hctx, cancel := context.WithTimeout(ctx, hypervisorTimeout)
 	doms, derr := a.hv.Domains(hctx)
 	cancel()
+	outgoing, incoming := map[string]bool{}, map[string]bool{}
+	for name, vm := range v.vms {
+		if m := vm.Migrating; m != nil {
+			outgoing[name] = m.From == f.cfg.ID && v.desired[name] != nil
+			incoming[name] = m.To == f.cfg.ID
+		}
+	}
 	a.mu.Lock()
 	in := reconcileInput{
 		Epoch: epoch, Lease: status, Desired: v.desired, Managed: v.managed,
 		Domains: doms, DomainsErr: derr,
 		Started: maps(a.started), Paused: maps(a.paused), Response: isolationAction(&f.cfg),
+		Outgoing: outgoing, Incoming: incoming,
 	}
 	a.mu.Unlock()
 	p := reconcile(in)
@@ -327,6 +360,41 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 			defer scancel()
 			_, err := a.hv.Shutdown(sctx, act.VM, g)
 			return err
+		})
+	case actMigrate:
+		m := v.vms[act.VM].Migrating
+		mig, ok := a.hv.(xenctl.Migrator)
+		uri := v.migrateTo[m.To]
+		a.background(ctx, act.VM, func(ctx context.Context) error {
+			var merr error
+			if !ok || uri == "" {
+				merr = fmt.Errorf("live migration of %s from %s to %s: %w", act.VM, f.cfg.ID, m.To, xenctl.ErrNotSupported)
+			} else {
+				mctx, cancel := context.WithTimeout(ctx, migrationTimeout)
+				merr = mig.Migrate(mctx, act.VM, xenctl.MigrateOptions{URI: uri, Persist: true}, nil)
+				cancel()
+			}
+			cmd := &migratedCmd{VM: act.VM, From: f.cfg.ID, To: m.To, Epoch: epoch}
+			if merr != nil {
+				cmd.Err = merr.Error()
+			}
+			// The report must land, or the VM stays in limbo: retry for a
+			// lease's time, after which the failover path takes over.
+			rctx, cancel := context.WithTimeout(ctx, 4*f.cfg.Lease)
+			defer cancel()
+			for {
+				_, err := f.c.propose(rctx, cmd)
+				if err == nil || errors.Is(err, ErrRefused) || rctx.Err() != nil {
+					if merr != nil {
+						return merr
+					}
+					return err
+				}
+				select {
+				case <-rctx.Done():
+				case <-time.After(f.cfg.KeepAlive):
+				}
+			}
 		})
 	case actResume:
 		if p, ok := a.hv.(xenctl.Pauser); ok {

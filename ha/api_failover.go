@@ -60,16 +60,18 @@ func (c *Cluster) Maintenance(ctx context.Context, host string, on bool) error {
 	return nil
 }
 
-// Migrate moves vm to host: the VM is stopped where it runs and started on
-// host, with its storage handed over (live migration is not used yet). It
-// returns once the move is committed; watch the VM's Observed state or the
-// events for the start.
+// Migrate moves vm to host: live, through the hypervisors, when both hosts
+// can (xenctl.Migrator) and the VM has no cluster volumes; otherwise the VM
+// is stopped where it runs and started on host, with its storage handed
+// over. It returns once the move is committed; watch the VM's Host and
+// Observed state, or the events, for its end.
 func (c *Cluster) Migrate(ctx context.Context, vm, host string) error {
 	var from string
-	var ok bool
+	var ok, live bool
 	c.read(func(s *State) {
 		if v := s.VMs[vm]; v != nil {
 			from, ok = v.Host, true
+			live = canLiveMigrate(s, v, host)
 		}
 	})
 	if !ok {
@@ -80,6 +82,12 @@ func (c *Cluster) Migrate(ctx context.Context, vm, host string) error {
 	}
 	if from == "" {
 		return fmt.Errorf("ha: migrate %s to %s: the VM has no host yet; set Policy.Preferred instead: %w", vm, host, ErrRefused)
+	}
+	if live {
+		if _, err := c.propose(ctx, &migrateCmd{VM: vm, From: from, To: host}); err == nil {
+			return nil
+		}
+		// Refused meanwhile (the hosts changed): move it by stop and start.
 	}
 	if _, err := c.propose(ctx, &releaseCmd{VM: vm, Host: from, MoveTo: host, Reason: "migration to " + host}); err != nil {
 		return fmt.Errorf("ha: migrate %s from %s to %s: %w", vm, from, host, err)

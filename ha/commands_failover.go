@@ -34,6 +34,8 @@ func init() {
 	registerCommand("vm.observed", func() command { return &observedCmd{} })
 	registerCommand("vm.restart", func() command { return &restartCmd{} })
 	registerCommand("vm.release", func() command { return &releaseCmd{} })
+	registerCommand("vm.migrate", func() command { return &migrateCmd{} })
+	registerCommand("vm.migrated", func() command { return &migratedCmd{} })
 }
 
 func refuse(format string, args ...any) error {
@@ -99,9 +101,10 @@ func (c *renewCmd) apply(s *State, m applyMeta) (any, error) {
 // registerCmd brings a joining or fenced host (which destroyed everything
 // it ran) online at the epoch it read.
 type registerCmd struct {
-	Host     string    `json:"host"`
-	Epoch    uint64    `json:"epoch"`
-	Capacity *Capacity `json:"capacity,omitempty"`
+	Host       string    `json:"host"`
+	Epoch      uint64    `json:"epoch"`
+	Capacity   *Capacity `json:"capacity,omitempty"`
+	MigrateURI string    `json:"migrate_uri,omitempty"`
 }
 
 func (c *registerCmd) kind() string { return "host.register" }
@@ -120,6 +123,7 @@ func (c *registerCmd) apply(s *State, m applyMeta) (any, error) {
 	if c.Capacity != nil {
 		h.Capacity = *c.Capacity
 	}
+	h.MigrateURI = c.MigrateURI
 	if h.State == HostJoining || h.State == HostFenced || h.State == "" {
 		setHostState(h, HostOnline, m.At)
 	}
@@ -370,6 +374,12 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		if err := mayLeave(s, vm); err != nil {
 			return nil, refuse("%v", err)
 		}
+		if mg := vm.Migrating; mg != nil && mv.Host != mg.To {
+			// It may already run on the migration's target.
+			if th := s.Hosts[mg.To]; th != nil && th.State != HostLeft && th.Epoch <= mg.ToEpoch {
+				return nil, refuse("VM %s may be running on %s, the target of its live migration: assign it there, or fence %s first", mv.VM, mg.To, mg.To)
+			}
+		}
 	}
 	for name := range c.Unplaced {
 		vm := s.VMs[name]
@@ -379,6 +389,9 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		if err := mayLeave(s, vm); err != nil && vm.Host != "" {
 			return nil, refuse("%v", err)
 		}
+		if vm.Migrating != nil {
+			return nil, refuse("VM %s is being live-migrated: it is not unplaced", name)
+		}
 	}
 	// Checked: now change.
 	for _, mv := range c.Moves {
@@ -387,7 +400,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 			continue
 		}
 		from := vm.Host
-		vm.Host, vm.OwnerEpoch, vm.Pending = mv.Host, t.Epoch, ""
+		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating = mv.Host, t.Epoch, "", nil
 		if vm.MoveTo == mv.Host {
 			vm.MoveTo = ""
 		}
@@ -553,6 +566,9 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 	if vm.Host != c.Host {
 		return nil, refuse("VM %s is on %q, not %s", c.VM, vm.Host, c.Host)
 	}
+	if vm.Migrating != nil {
+		return nil, refuse("VM %s is being live-migrated to %s", c.VM, vm.Migrating.To)
+	}
 	if c.MoveTo != "" {
 		t, err := hostOf(s, c.MoveTo)
 		if err != nil {
@@ -565,5 +581,85 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 	vm.Host, vm.Released = "", m.Index
 	vm.MoveTo = c.MoveTo
 	vm.Pending = "moving: " + c.Reason
+	return nil, nil
+}
+
+// migrateCmd starts a live migration: the source host's agent hands the
+// running VM to the target's hypervisor. VMs with cluster volumes move by
+// stop and start instead (release), because their storage generation must
+// change hands while no host writes.
+type migrateCmd struct {
+	VM   string `json:"vm"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func (c *migrateCmd) kind() string { return "vm.migrate" }
+
+func (c *migrateCmd) apply(s *State, m applyMeta) (any, error) {
+	vm := s.VMs[c.VM]
+	if vm == nil {
+		return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, c.VM)
+	}
+	if vm.Host != c.From || c.From == c.To {
+		return nil, refuse("VM %s is on %q: cannot live-migrate it from %s to %s", c.VM, vm.Host, c.From, c.To)
+	}
+	if vm.Migrating != nil {
+		return nil, refuse("VM %s is already being migrated to %s", c.VM, vm.Migrating.To)
+	}
+	if len(vm.Spec.Volumes) > 0 {
+		return nil, refuse("VM %s has cluster volumes: it moves by stop and start", c.VM)
+	}
+	from, to := s.Hosts[c.From], s.Hosts[c.To]
+	if from == nil || from.State == HostFenced || from.State == HostLeft || from.Epoch != vm.OwnerEpoch {
+		return nil, refuse("source %s cannot migrate VM %s", c.From, c.VM)
+	}
+	if to == nil || !eligibleHost(to) || to.MigrateURI == "" {
+		return nil, refuse("host %s cannot receive a live migration of %s", c.To, c.VM)
+	}
+	vm.Migrating = &Migration{From: c.From, To: c.To, ToEpoch: to.Epoch}
+	vm.Pending = "live migration to " + c.To
+	return nil, nil
+}
+
+// migratedCmd ends a live migration, reported by the source host. On
+// success the VM belongs to the target from now on.
+type migratedCmd struct {
+	VM    string `json:"vm"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Epoch uint64 `json:"epoch"` // the source's
+	Err   string `json:"err,omitempty"`
+}
+
+func (c *migratedCmd) kind() string { return "vm.migrated" }
+
+func (c *migratedCmd) apply(s *State, m applyMeta) (any, error) {
+	vm := s.VMs[c.VM]
+	if vm == nil {
+		return nil, fmt.Errorf("%w: %w: VM %q", ErrRefused, ErrNotFound, c.VM)
+	}
+	if vm.Migrating == nil || vm.Migrating.From != c.From || vm.Migrating.To != c.To || vm.Host != c.From {
+		return nil, refuse("VM %s has no migration from %s to %s under way", c.VM, c.From, c.To)
+	}
+	if h := s.Hosts[c.From]; h == nil || h.Epoch != c.Epoch {
+		return nil, refuse("source %s reports from a stale epoch", c.From)
+	}
+	mig := vm.Migrating
+	vm.Migrating = nil
+	if c.Err != "" {
+		vm.Pending = "live migration to " + c.To + " failed: " + c.Err
+		if vm.MoveTo == c.To {
+			vm.MoveTo = ""
+		}
+		return nil, nil
+	}
+	// The target received it at ToEpoch: if it was fenced since, the VM is
+	// a fenced host's VM like any other and recovered as such.
+	vm.Host, vm.OwnerEpoch, vm.Pending, vm.LocalRestarts = c.To, mig.ToEpoch, "", 0
+	if vm.MoveTo == c.To {
+		vm.MoveTo = ""
+	}
+	vm.Observed = Observed{Host: c.To, State: xenctl.StateRunning, Reason: "migrated", Time: m.At}
 	return nil, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,4 +274,36 @@ func FuzzFailoverCommands(f *testing.F) {
 		}
 		w.do(cmd)
 	})
+}
+
+func TestFailoverCommandsLiveMigration(t *testing.T) {
+	w := newCmdWorld(t)
+	w.s.Hosts["h2"].MigrateURI = "fake://h2"
+	w.s.Hosts["h3"].MigrateURI = "fake://h3"
+	w.refused(&migrateCmd{VM: "b", From: "h2", To: "h1"}, nil) // h1 cannot receive
+	w.refused(&migrateCmd{VM: "a", From: "h1", To: "h3"}, nil) // a has volumes
+	w.must(&migrateCmd{VM: "b", From: "h2", To: "h3"})
+	w.refused(&releaseCmd{VM: "b", Host: "h2"}, nil)
+	// h2 dies mid-migration: b may already run on h3, so it may go only there.
+	w.must(&suspectCmd{Host: "h2", Epoch: 0})
+	w.must(&fenceCmd{Host: "h2", Epoch: 0, Method: "ipmi"})
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "h1"}}}, nil)
+	w.must(&assignCmd{Moves: []Assignment{{"b", "h3"}}})
+	if b := w.s.VMs["b"]; b.Host != "h3" || b.Migrating != nil {
+		t.Fatalf("b = %+v, want on h3 with no migration", b)
+	}
+	// A completed migration hands the VM over; a stale report is refused.
+	w.refused(&migrateCmd{VM: "b", From: "h3", To: "h2"}, nil) // h2 is fenced
+	w.s.Hosts["h1"].MigrateURI = "fake://h1"
+	w.must(&migrateCmd{VM: "b", From: "h3", To: "h1"})
+	w.refused(&migratedCmd{VM: "b", From: "h3", To: "h1", Epoch: 5}, nil)
+	w.must(&migratedCmd{VM: "b", From: "h3", To: "h1", Epoch: 0, Err: "cpu mismatch"})
+	if b := w.s.VMs["b"]; b.Host != "h3" || !strings.Contains(b.Pending, "cpu mismatch") {
+		t.Fatalf("after a failed migration b = %+v, want still on h3 with the error", b)
+	}
+	w.must(&migrateCmd{VM: "b", From: "h3", To: "h1"})
+	w.must(&migratedCmd{VM: "b", From: "h3", To: "h1", Epoch: 0})
+	if b := w.s.VMs["b"]; b.Host != "h1" || b.OwnerEpoch != 0 || b.Observed.Host != "h1" {
+		t.Fatalf("after migration b = %+v, want on h1 at epoch 0", b)
+	}
 }

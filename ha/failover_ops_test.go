@@ -81,6 +81,7 @@ func TestFailoverSlowShutdownDoesNotDelayIsolation(t *testing.T) {
 	defer cancel()
 	a, b := hatest.VMSpec("deaf", 512, 1, 0), hatest.VMSpec("other", 512, 1, 1)
 	a.Policy.Preferred, b.Policy.Preferred = []string{"h2"}, []string{"h2"}
+	a.Spec.Volumes = []string{"disk-deaf"} // so it moves by stop and start, not live
 	if err := w.AddVMs(ctx, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -106,5 +107,58 @@ func TestFailoverSlowShutdownDoesNotDelayIsolation(t *testing.T) {
 	}
 	if on := w.Hyper.Active("deaf"); len(on) != 1 || on[0] != "h2" {
 		t.Fatalf("deaf is active on %v when other was isolated; want still on h2, its shutdown still waiting", on)
+	}
+}
+
+// VMs without cluster volumes leave a host in maintenance by live
+// migration: the hypervisors hand them over and no VM is restarted.
+func TestFailoverMaintenanceLiveMigration(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
+		t.Fatal(err)
+	}
+	drained := w.VMsOn("h2")
+	if len(drained) == 0 {
+		t.Fatalf("nothing on h2:\n%s", w.Describe())
+	}
+	starts := map[string]int{}
+	for _, id := range []string{"h1", "h3"} {
+		starts[id] = w.Host(id).Hyper.CallCount(xenctltest.MethodStart)
+	}
+	if err := w.Any().Maintenance(ctx, "h2", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range drained {
+		if _, err := w.WaitRunning(ctx, vm, "h2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.Host("h2").Hyper.CallCount(xenctltest.MethodMigrate); n < len(drained) {
+		t.Errorf("%d live migrations from h2, want %d", n, len(drained))
+	}
+	for _, id := range []string{"h1", "h3"} {
+		if n := w.Host(id).Hyper.CallCount(xenctltest.MethodStart) - starts[id]; n != 0 {
+			t.Errorf("%d domains started on %s during a live drain, want 0", n, id)
+		}
+	}
+	// An operator moves one back, live as well.
+	if err := w.Any().Maintenance(ctx, "h2", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, "h2 online", func(s *ha.State) bool { return s.Hosts["h2"].State == ha.HostOnline }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Any().Migrate(ctx, drained[0], "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, drained[0]+" on h2", func(s *ha.State) bool { return s.VMs[drained[0]].Host == "h2" }); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, drained[0], ""); err != nil || host != "h2" {
+		t.Fatalf("%s on %q (%v), want h2", drained[0], host, err)
 	}
 }

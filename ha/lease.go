@@ -164,7 +164,7 @@ func (f *failover) fenced(ctx context.Context, _ uint64) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, f.cfg.Lease)
 	defer cancel()
-	if _, err := f.c.propose(rctx, &registerCmd{Host: f.cfg.ID, Epoch: epoch, Capacity: f.capacity(ctx)}); err != nil {
+	if _, err := f.c.propose(rctx, &registerCmd{Host: f.cfg.ID, Epoch: epoch, Capacity: f.capacity(ctx), MigrateURI: f.migrateURI()}); err != nil {
 		f.log.Warn("registering after a fence failed; retrying with the next renewal", "epoch", epoch, "err", err)
 	}
 }

@@ -145,7 +145,11 @@ func place(s *State, want []string) Placement {
 						evicted[v] = true
 					}
 					out.Evict = append(out.Evict, victims...)
-					reason = fmt.Sprintf("making room on %s by stopping best-effort VMs %s", h, strings.Join(victims, ", "))
+					if len(victims) > 0 {
+						reason = fmt.Sprintf("making room on %s by stopping best-effort VMs %s", h, strings.Join(victims, ", "))
+					} else {
+						reason = fmt.Sprintf("making room on %s: waiting for VMs leaving it to stop", h)
+					}
 				}
 			}
 			out.Unplaced[vm.Name] = reason
@@ -226,6 +230,7 @@ func score(r *hostRoom) int64 {
 
 // makeRoom finds the host where stopping the fewest best-effort VMs (lowest
 // priority first) lets vm fit, and returns it with those VMs; "" if none.
+// A host where VMs already leaving make enough room comes with no victims.
 func makeRoom(s *State, vm *VM, room map[string]*hostRoom, ids []string, avoid string, moving, evicted map[string]bool) (string, []string) {
 	bestHost, best := "", []string(nil)
 	for _, id := range ids {
@@ -246,6 +251,14 @@ func makeRoom(s *State, vm *VM, room map[string]*hostRoom, ids []string, avoid s
 			return cmp.Or(cmp.Compare(a.Policy.Priority, b.Policy.Priority), cmp.Compare(a.Name, b.Name))
 		})
 		mem, cpu := r.memFree, r.cpuFree
+		// VMs already leaving this host (evicted or released, still
+		// stopping) will free their room: count it, and evict no more.
+		for _, o := range s.VMs {
+			if o.Host == "" && o.Observed.Host == id && o.Observed.State.Active() {
+				mem += int64(o.Spec.MemoryKiB)
+				cpu += o.Spec.VCPUs
+			}
+		}
 		var victims []string
 		for _, c := range cands {
 			if (!r.memLimit || mem >= int64(vm.Spec.MemoryKiB)) && (!r.cpuLimit || cpu >= vm.Spec.VCPUs) {
@@ -256,7 +269,7 @@ func makeRoom(s *State, vm *VM, room map[string]*hostRoom, ids []string, avoid s
 			victims = append(victims, c.Name)
 		}
 		fits := (!r.memLimit || mem >= int64(vm.Spec.MemoryKiB)) && (!r.cpuLimit || cpu >= vm.Spec.VCPUs)
-		if fits && len(victims) > 0 && (bestHost == "" || len(victims) < len(best)) {
+		if fits && (bestHost == "" || len(victims) < len(best)) {
 			bestHost, best = id, victims
 		}
 	}

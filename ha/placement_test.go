@@ -255,8 +255,8 @@ func TestPlaceEvictsBestEffortForRestart(t *testing.T) {
 	// While be-low still runs on h1 after its release, its room is taken.
 	s.VMs["be-low"].Host = ""
 	s.VMs["be-low"].Observed = Observed{Host: "h1", State: xenctl.StateRunning}
-	if p := place(s, []string{"r"}); len(p.Assign) != 0 {
-		t.Fatalf("placed %v before the evicted VM stopped", p.Assign)
+	if p := place(s, []string{"r"}); len(p.Assign) != 0 || len(p.Evict) != 0 {
+		t.Fatalf("placed %v, evicted %v before the evicted VM stopped; want to wait", p.Assign, p.Evict)
 	}
 	s.VMs["be-low"].Observed.State = xenctl.StateShutoff
 	if p := place(s, []string{"r"}); !reflect.DeepEqual(p.Assign, []Assignment{{"r", "h1"}}) {

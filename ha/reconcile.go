@@ -34,10 +34,11 @@ const (
 	actPause                          // isolation by pause
 	actShutdown                       // isolation by graceful shutdown
 	actResume                         // lease regained with the same epoch: resume
+	actMigrate                        // live-migrate to the target of the VM's migration
 )
 
 func (k actionKind) String() string {
-	return [...]string{"", "start", "stop", "destroy", "pause", "shutdown", "resume"}[k]
+	return [...]string{"", "start", "stop", "destroy", "pause", "shutdown", "resume", "migrate"}[k]
 }
 
 // action is one step of a plan.
@@ -71,6 +72,11 @@ type reconcileInput struct {
 	// Response is the isolation action in force (IsolatePause only when the
 	// hypervisor implements xenctl.Pauser).
 	Response IsolationAction
+	// Outgoing are desired VMs being live-migrated away: migrated if they
+	// run, never started here. Incoming are VMs being migrated here: never
+	// stopped here while the migration lasts.
+	Outgoing map[string]bool
+	Incoming map[string]bool
 }
 
 // plan is the decision.
@@ -128,7 +134,7 @@ func reconcile(in reconcileInput) plan {
 	// Stop what is not ours first: it frees memory for what is.
 	for _, name := range slices.Sorted(mapKeysD(byName)) {
 		d := byName[name]
-		if in.Desired[name] != nil || !d.State.Active() {
+		if in.Desired[name] != nil || !d.State.Active() || in.Incoming[name] {
 			continue
 		}
 		if d.State == xenctl.StatePaused || d.State == xenctl.StatePMSuspended {
@@ -148,6 +154,11 @@ func reconcile(in reconcileInput) plan {
 			if e, ok := in.Paused[name]; ok && e == in.Epoch {
 				p.Actions = append(p.Actions, action{actResume, name})
 			}
+		case in.Outgoing[name]:
+			if defined && d.State == xenctl.StateRunning {
+				p.Actions = append(p.Actions, action{actMigrate, name})
+			}
+			// Not running here: the target may already run it; start nothing.
 		case defined && d.State.Active():
 			// Running (or shutting down / suspended by the guest): leave it.
 		default:

@@ -91,6 +91,24 @@ func TestReconcile(t *testing.T) {
 			want: "destroy a",
 		},
 		{
+			name: "outgoing live migration: migrate if it runs, never start it",
+			in: reconcileInput{Desired: map[string]*VM{"a": vm("a", 0, 0), "b": vm("b", 0, 0)}, Outgoing: map[string]bool{"a": true, "b": true},
+				Domains: []xenctl.Domain{dom("a", xenctl.StateRunning)}},
+			want: "migrate a",
+		},
+		{
+			name: "incoming live migration is not stopped",
+			in: reconcileInput{Desired: map[string]*VM{}, Incoming: map[string]bool{"a": true},
+				Domains: []xenctl.Domain{dom("a", xenctl.StateRunning)}},
+			want: "",
+		},
+		{
+			name: "an incoming VM is still isolated with the rest",
+			in: reconcileInput{Lease: leaseIsolating, Response: IsolateDestroy, Incoming: map[string]bool{"a": true},
+				Domains: []xenctl.Domain{dom("a", xenctl.StateRunning)}},
+			want: "block-all; destroy a",
+		},
+		{
 			name: "a VM paused by someone else stays paused",
 			in: reconcileInput{Epoch: 4, Desired: map[string]*VM{"a": vm("a", 0, 0)},
 				Domains: []xenctl.Domain{dom("a", xenctl.StatePaused)}},

@@ -377,21 +377,57 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 		case h.Epoch > vm.OwnerEpoch && h.State == HostFenced:
 			// Fence before recover: the proof is committed (the epoch moved)
 			// and the host has been silent past its lease.
-			if f.det.verdict(vm.Host).Reassignable {
-				want = append(want, name)
+			if !f.det.verdict(vm.Host).Reassignable {
+				continue
 			}
+			if mg := vm.Migrating; mg != nil {
+				// It may run on its migration's target already: go there,
+				// or wait until that host is fenced too.
+				th := s.Hosts[mg.To]
+				switch {
+				case th != nil && eligibleHost(th):
+					if _, err := f.c.propose(ctx, &assignCmd{Moves: []Assignment{{VM: name, Host: mg.To}}, Reason: "failover during live migration"}); err != nil {
+						f.log.Debug("assignment to the migration target failed", "vm", name, "err", err)
+					}
+				case th == nil || th.State == HostLeft || th.Epoch > mg.ToEpoch:
+					want = append(want, name)
+				}
+				continue
+			}
+			want = append(want, name)
 		case h.Epoch > vm.OwnerEpoch:
 			// Fenced, then registered again: registering came after it
 			// destroyed what it ran at the old epoch.
 			want = append(want, name)
 		case h.State == HostMaintenance || (vm.MoveTo != "" && vm.MoveTo != vm.Host):
+			if vm.Migrating != nil {
+				continue // under way
+			}
 			key := name + "@" + vm.Host
+			reason := "host " + vm.Host + " in maintenance"
+			if h.State != HostMaintenance {
+				reason = "migration to " + vm.MoveTo
+			}
+			// Live migration when both hypervisors can, once; stop and
+			// start otherwise, or when it failed.
+			if !r.released["live:"+key] {
+				r.released["live:"+key] = true
+				to := vm.MoveTo
+				if to == "" {
+					if p := place(s, []string{name}); len(p.Assign) == 1 {
+						to = p.Assign[0].Host
+					}
+				}
+				if canLiveMigrate(s, vm, to) {
+					if _, err := f.c.propose(ctx, &migrateCmd{VM: name, From: vm.Host, To: to}); err != nil {
+						f.log.Debug("live migration not started", "vm", name, "err", err)
+					} else {
+						continue
+					}
+				}
+			}
 			if !r.released[key] {
 				r.released[key] = true
-				reason := "host " + vm.Host + " in maintenance"
-				if h.State != HostMaintenance {
-					reason = "migration to " + vm.MoveTo
-				}
 				if _, err := f.c.propose(ctx, &releaseCmd{VM: name, Host: vm.Host, MoveTo: vm.MoveTo, Reason: reason}); err != nil {
 					f.log.Debug("release failed", "vm", name, "err", err)
 					delete(r.released, key)
@@ -448,4 +484,15 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	if _, err := f.c.propose(ctx, cmd); err != nil {
 		f.log.Debug("assignment not committed; retrying next step", "err", err)
 	}
+}
+
+// canLiveMigrate reports whether vm can be live-migrated to host to: no
+// cluster volumes (their generation changes hands only while nobody
+// writes), and hypervisors on both sides that can.
+func canLiveMigrate(s *State, vm *VM, to string) bool {
+	if to == "" || to == vm.Host || len(vm.Spec.Volumes) > 0 || vm.Migrating != nil {
+		return false
+	}
+	from, t := s.Hosts[vm.Host], s.Hosts[to]
+	return from != nil && t != nil && from.MigrateURI != "" && t.MigrateURI != "" && eligibleHost(t)
 }

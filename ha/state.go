@@ -58,6 +58,9 @@ type Host struct {
 	// incarnation is refused: that member lost its data and must join under
 	// a new ID.
 	Incarnation string `json:"incarnation,omitempty"`
+	// MigrateURI is where other hosts' hypervisors send live migrations to
+	// this one (empty when it cannot receive them).
+	MigrateURI string `json:"migrate_uri,omitempty"`
 	// LeaseSent is the host's own clock when it sent its last committed
 	// renewal. Informational: validity is judged on each side's monotonic clock.
 	LeaseSent time.Time `json:"lease_sent"`
@@ -132,6 +135,16 @@ type VM struct {
 	// only after that host reported it stopped from a view at least this new.
 	Released uint64   `json:"released,omitempty"`
 	Observed Observed `json:"observed"`
+	// Migrating is set while the VM is live-migrated from Host to another
+	// host; the hypervisors hand it over, and neither agent starts or stops it.
+	Migrating *Migration `json:"migrating,omitempty"`
+}
+
+// Migration is a live migration under way.
+type Migration struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	ToEpoch uint64 `json:"to_epoch"` // the target's epoch when it began
 }
 
 // Volume is a VM disk and its single writer.
