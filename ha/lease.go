@@ -117,7 +117,7 @@ func (f *failover) renewOnce(ctx context.Context) {
 	}
 	if state == HostFenced {
 		// Seen in the log before any refusal: the same medicine.
-		f.fenced(ctx, hostEpoch)
+		f.fenced(ctx)
 		return
 	}
 	f.lease.setEpoch(hostEpoch)
@@ -130,7 +130,7 @@ func (f *failover) renewOnce(ctx context.Context) {
 	case err == nil:
 		f.lease.extend(epoch, t0, f.cfg.Lease)
 	case errors.Is(err, ErrStaleEpoch):
-		f.fenced(ctx, 0)
+		f.fenced(ctx)
 	default:
 		f.log.Debug("lease renewal failed; the lease runs out on its own if this goes on", "epoch", epoch, "err", err)
 	}
@@ -140,7 +140,7 @@ func (f *failover) renewOnce(ctx context.Context) {
 // proof landed although it was up, e.g. behind a partition): it gives up
 // its lease, has the agent destroy every cluster VM it runs, and registers
 // again at the new epoch. Only one runs at a time.
-func (f *failover) fenced(ctx context.Context, _ uint64) {
+func (f *failover) fenced(ctx context.Context) {
 	if !f.reregistering.CompareAndSwap(false, true) {
 		return
 	}

@@ -36,16 +36,6 @@ const (
 	EventReconciled     EventKind = "agent.reconciled" // the agent acted on its hypervisor (Message: plan)
 )
 
-// failovers maps each Cluster to its failover services, so that the core's
-// struct needs no field of ours.
-var failovers sync.Map // *Cluster → *failover
-
-func failoverOf(c *Cluster) *failover {
-	v, _ := failovers.Load(c)
-	f, _ := v.(*failover)
-	return f
-}
-
 // failover holds one member's failover services.
 type failover struct {
 	c     *Cluster
@@ -59,8 +49,9 @@ type failover struct {
 	reregistering atomic.Bool
 }
 
-// startFailover registers the failover services with c's hooks. Called by
-// New before Raft can apply anything.
+// startFailover registers the failover services with c's hooks (they live
+// in the hooks' closures, so the core's struct needs no field of ours).
+// Called by New before Raft can apply anything.
 func (c *Cluster) startFailover() {
 	f := &failover{
 		c:          c,
@@ -73,17 +64,12 @@ func (c *Cluster) startFailover() {
 	if c.cfg.Role != RoleWitness && c.cfg.Hypervisor != nil {
 		f.agent = newAgent(f)
 	}
-	failovers.Store(c, f)
 	c.onApplied(f.applied)
 	c.onLeadership(f.lead)
 	c.onStart(f.renewLoop)
 	if f.agent != nil {
 		c.onStart(f.agent.run)
 	}
-	c.onStart(func(ctx context.Context) {
-		<-ctx.Done()
-		failovers.Delete(c)
-	})
 }
 
 func (f *failover) emit(e Event) { f.c.emit(e) }
