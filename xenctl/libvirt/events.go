@@ -9,6 +9,7 @@ import (
 	"libvirt.org/go/libvirt"
 
 	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/internal/eventq"
 )
 
 var (
@@ -166,35 +167,7 @@ func (h *Hypervisor) publish(ev xenctl.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		s.push(ev)
-	}
-}
-
-// subscriber buffers events for one Events channel without bound.
-type subscriber struct {
-	mu     sync.Mutex
-	queue  []xenctl.Event
-	wake   chan struct{}
-	done   chan struct{}
-	closed bool
-}
-
-func (s *subscriber) push(ev xenctl.Event) {
-	s.mu.Lock()
-	s.queue = append(s.queue, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscriber) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
-		close(s.done)
+		s.Push(ev)
 	}
 }
 
@@ -206,7 +179,7 @@ func (h *Hypervisor) Events(ctx context.Context) (<-chan xenctl.Event, error) {
 	if ctx.Err() != nil {
 		return nil, unavailable(ctx, h.uri, "subscribe to events")
 	}
-	s := &subscriber{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := eventq.New[xenctl.Event]()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -222,33 +195,7 @@ func (h *Hypervisor) Events(ctx context.Context) (<-chan xenctl.Event, error) {
 			h.mu.Unlock()
 			close(ch)
 		}()
-		for {
-			s.mu.Lock()
-			var ev xenctl.Event
-			have := len(s.queue) > 0
-			if have {
-				ev = s.queue[0]
-				s.queue = s.queue[1:]
-			}
-			s.mu.Unlock()
-			if !have {
-				select {
-				case <-s.wake:
-					continue
-				case <-ctx.Done():
-					return
-				case <-s.done:
-					return
-				}
-			}
-			select {
-			case ch <- ev:
-			case <-ctx.Done():
-				return
-			case <-s.done:
-				return
-			}
-		}
+		s.Drain(ctx, ch)
 	}()
 	return ch, nil
 }

@@ -11,6 +11,7 @@ import (
 	"libvirt.org/go/libvirt"
 
 	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/internal/eventq"
 )
 
 // Hypervisor is a libvirt connection to one host. It implements
@@ -31,7 +32,7 @@ type Hypervisor struct {
 	gen    uint64   // increments with every connection
 	driver string   // virConnectGetType of the current connection
 	closed bool
-	subs   map[*subscriber]struct{}
+	subs   map[*eventq.Queue[xenctl.Event]]struct{}
 
 	lost    chan struct{} // wakes the monitor: the connection broke
 	done    chan struct{} // closed by Close
@@ -79,7 +80,7 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) 
 	h := &Hypervisor{
 		uri: uri, keepInterval: 2, keepCount: 3, dialTimeout: 10 * time.Second,
 		maxBackoff: time.Second, pollEvery: 100 * time.Millisecond,
-		subs: map[*subscriber]struct{}{}, lost: make(chan struct{}, 1), done: make(chan struct{}),
+		subs: map[*eventq.Queue[xenctl.Event]]struct{}{}, lost: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(h)
@@ -329,7 +330,7 @@ func (h *Hypervisor) Close() error {
 	c := h.conn
 	h.conn = nil
 	for s := range h.subs {
-		s.close()
+		s.Close()
 	}
 	h.mu.Unlock()
 	h.endLife()

@@ -2,41 +2,11 @@ package xenctltest
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/internal/eventq"
 )
-
-// subscriber queues events without bound so that the host never blocks on a
-// slow reader and no event is dropped: the fake is deterministic, and a test
-// that reads late still sees every event in order.
-type subscriber struct {
-	mu     sync.Mutex
-	queue  []xenctl.Event
-	wake   chan struct{}
-	done   chan struct{}
-	closed bool
-}
-
-func (s *subscriber) push(ev xenctl.Event) {
-	s.mu.Lock()
-	s.queue = append(s.queue, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscriber) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
-		close(s.done)
-	}
-}
 
 // Events delivers the host's lifecycle events until ctx ends or the host is
 // closed. The channel stays open across daemon restarts, which show as
@@ -46,7 +16,10 @@ func (h *Host) Events(ctx context.Context) (<-chan xenctl.Event, error) {
 	if err != nil {
 		return nil, c.end(err)
 	}
-	s := &subscriber{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	// Unbounded so that the host never blocks on a slow reader and no event
+	// is dropped: the fake is deterministic, and a test that reads late still
+	// sees every event in order.
+	s := eventq.New[xenctl.Event]()
 	h.subs[s] = struct{}{}
 	h.world.mu.Unlock()
 	ch := make(chan xenctl.Event)
@@ -54,40 +27,14 @@ func (h *Host) Events(ctx context.Context) (<-chan xenctl.Event, error) {
 	return ch, c.end(nil)
 }
 
-func (h *Host) pump(ctx context.Context, s *subscriber, ch chan<- xenctl.Event) {
+func (h *Host) pump(ctx context.Context, s *eventq.Queue[xenctl.Event], ch chan<- xenctl.Event) {
 	defer func() {
 		h.world.mu.Lock()
 		delete(h.subs, s)
 		h.world.mu.Unlock()
 		close(ch)
 	}()
-	for {
-		s.mu.Lock()
-		var ev xenctl.Event
-		have := len(s.queue) > 0
-		if have {
-			ev = s.queue[0]
-			s.queue = s.queue[1:]
-		}
-		s.mu.Unlock()
-		if !have {
-			select {
-			case <-s.wake:
-				continue
-			case <-ctx.Done():
-				return
-			case <-s.done:
-				return
-			}
-		}
-		select {
-		case ch <- ev:
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		}
-	}
+	s.Drain(ctx, ch)
 }
 
 // emit queues an event for every watcher. Events that happen while the daemon
@@ -105,6 +52,6 @@ func (h *Host) emit(kind xenctl.EventKind, d *domain) {
 		ev.Inventory = h.inventory()
 	}
 	for s := range h.subs {
-		s.push(ev)
+		s.Push(ev)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/internal/eventq"
 )
 
 // ErrNoMemory is returned, wrapped, when a host has too little free memory to
@@ -35,7 +36,7 @@ type Host struct {
 	closed bool
 	faults []*fault
 	calls  []Call
-	subs   map[*subscriber]struct{}
+	subs   map[*eventq.Queue[xenctl.Event]]struct{}
 
 	callMu sync.Mutex
 }
@@ -62,7 +63,7 @@ type Guest struct {
 
 // New returns a simulated host with no domains.
 func New(host string, opts ...Option) *Host {
-	h := &Host{name: host, info: DefaultHostInfo, doms: map[string]*domain{}, subs: map[*subscriber]struct{}{}}
+	h := &Host{name: host, info: DefaultHostInfo, doms: map[string]*domain{}, subs: map[*eventq.Queue[xenctl.Event]]struct{}{}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -361,7 +362,7 @@ func (h *Host) Close() error {
 	if !h.closed {
 		h.closed = true
 		for s := range h.subs {
-			s.close()
+			s.Close()
 		}
 	}
 	return nil
