@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/floor"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -53,10 +54,9 @@ type Backend struct {
 	runner    run.Runner
 	log       *slog.Logger
 
+	floor  *floor.Floor // per resource: lock, highest generation promoted with
 	mu     sync.Mutex
-	locks  map[string]*sync.Mutex
-	seen   map[string]uint64 // resource -> highest generation promoted with
-	events *State            // from Watch: split brains the status cannot show
+	events *State // from Watch: split brains the status cannot show
 }
 
 var (
@@ -67,7 +67,7 @@ var (
 // New returns a Backend.
 func New(opts ...Option) *Backend {
 	b := &Backend{drbdadm: "drbdadm", drbdsetup: "drbdsetup", runner: &run.Exec{},
-		log: slog.New(slog.DiscardHandler), locks: map[string]*sync.Mutex{}, seen: map[string]uint64{}, events: NewState()}
+		log: slog.New(slog.DiscardHandler), floor: floor.New("promoted", "the cluster moved the volume on"), events: NewState()}
 	for _, o := range opts {
 		o(b)
 	}
@@ -117,18 +117,6 @@ func parse(vol storage.Volume) (params, error) {
 
 func (b *Backend) fail(vol storage.Volume, op string, err error) error {
 	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
-}
-
-func (b *Backend) lock(res string) func() {
-	b.mu.Lock()
-	l := b.locks[res]
-	if l == nil {
-		l = &sync.Mutex{}
-		b.locks[res] = l
-	}
-	b.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 // adm runs drbdadm ACTION RESOURCE with the configured file and drbdsetup.
@@ -212,14 +200,9 @@ func (b *Backend) promote(ctx context.Context, vol storage.Volume, op string) (R
 	if err := ctx.Err(); err != nil {
 		return Resource{}, b.fail(vol, op, err)
 	}
-	defer b.lock(p.resource)()
-	b.mu.Lock()
-	seen := b.seen[p.resource]
-	b.mu.Unlock()
-	if vol.Generation < seen {
-		return Resource{}, b.fail(vol, op, fmt.Errorf(
-			"generation %d is older than generation %d this host promoted %s with; the cluster moved the volume on: %w",
-			vol.Generation, seen, p.resource, storage.ErrStaleGeneration))
+	defer b.floor.Lock(p.resource)()
+	if err := b.floor.Check(p.resource, vol.Generation); err != nil {
+		return Resource{}, b.fail(vol, op, err)
 	}
 	r, err := b.Status(ctx, p.resource)
 	if err != nil {
@@ -244,9 +227,7 @@ func (b *Backend) promote(ctx context.Context, vol storage.Volume, op string) (R
 		}
 		b.log.InfoContext(ctx, "drbd promoted", "resource", p.resource, "generation", vol.Generation)
 	}
-	b.mu.Lock()
-	b.seen[p.resource] = max(b.seen[p.resource], vol.Generation)
-	b.mu.Unlock()
+	b.floor.Raise(p.resource, vol.Generation)
 	return r, nil
 }
 
@@ -264,7 +245,7 @@ func (b *Backend) demote(ctx context.Context, vol storage.Volume, op string) err
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, op, err)
 	}
-	defer b.lock(p.resource)()
+	defer b.floor.Lock(p.resource)()
 	r, err := b.Status(ctx, p.resource)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil

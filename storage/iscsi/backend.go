@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/floor"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -82,16 +83,13 @@ type Backend struct {
 	probe      []ProbeOption
 	deviceWait time.Duration
 
-	mu      sync.Mutex
-	vols    map[string]*volState
-	running map[string]*sync.Mutex
+	mu    sync.Mutex
+	vols  map[string]*volState
+	floor *floor.Floor
 }
 
 // volState is what this host knows of one volume.
 type volState struct {
-	// highest is the highest generation this host has been asked to attach;
-	// anything lower is an old writer's request.
-	highest  uint64
 	attached bool
 	gen      uint64
 	src      storage.Source
@@ -105,7 +103,7 @@ func New(host string, opts ...Option) *Backend {
 		log:        slog.New(slog.DiscardHandler),
 		deviceWait: 10 * time.Second,
 		vols:       map[string]*volState{},
-		running:    map[string]*sync.Mutex{},
+		floor:      floor.New("attached", "a newer writer owns the volume, do not write"),
 	}
 	for _, o := range opts {
 		o(b)
@@ -168,19 +166,6 @@ func (b *Backend) fail(vol storage.Volume, op string, err error) error {
 	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
 }
 
-// lockVolume serializes operations on one volume id.
-func (b *Backend) lockVolume(id string) func() {
-	b.mu.Lock()
-	m, ok := b.running[id]
-	if !ok {
-		m = &sync.Mutex{}
-		b.running[id] = m
-	}
-	b.mu.Unlock()
-	m.Lock()
-	return m.Unlock
-}
-
 func (b *Backend) state(id string) *volState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -216,11 +201,11 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	unlock := b.lockVolume(vol.ID)
+	unlock := b.floor.Lock(vol.ID)
 	defer unlock()
 	st := b.state(vol.ID)
-	if vol.Generation < st.highest {
-		return storage.Source{}, b.fail(vol, "attach", fmt.Errorf("generation %d is older than generation %d seen on this host; a newer writer owns the volume, do not write: %w", vol.Generation, st.highest, storage.ErrStaleGeneration))
+	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+		return storage.Source{}, b.fail(vol, "attach", err)
 	}
 	if st.attached && st.gen == vol.Generation {
 		if b.mode == HostLogin {
@@ -250,8 +235,9 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	}
 	// Fields change under both locks, so readers may hold either.
 	b.mu.Lock()
-	st.highest, st.attached, st.gen, st.src = vol.Generation, true, vol.Generation, src
+	st.attached, st.gen, st.src = true, vol.Generation, src
 	b.mu.Unlock()
+	b.floor.Raise(vol.ID, vol.Generation)
 	b.log.LogAttrs(ctx, slog.LevelInfo, "iscsi volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -283,7 +269,7 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	unlock := b.lockVolume(vol.ID)
+	unlock := b.floor.Lock(vol.ID)
 	defer unlock()
 	st := b.state(vol.ID)
 	if !st.attached {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/floor"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -53,23 +54,11 @@ type Backend struct {
 	log          *slog.Logger
 	probeTimeout time.Duration
 
+	// floor locks each volume across tool runs and probes, and keeps the
+	// highest generation attached.
+	floor    *floor.Floor
 	mu       sync.Mutex
-	locks    map[string]*sync.Mutex // per volume, held across tool runs and probes
-	seen     map[string]uint64      // volume ID -> highest generation attached
 	attached map[string]attachment
-}
-
-// lock serialises operations on one volume without holding up the others.
-func (b *Backend) lock(id string) func() {
-	b.mu.Lock()
-	l := b.locks[id]
-	if l == nil {
-		l = &sync.Mutex{}
-		b.locks[id] = l
-	}
-	b.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 type attachment struct {
@@ -86,8 +75,7 @@ func New(opts ...Option) *Backend {
 		runner:       &run.Exec{},
 		log:          slog.New(slog.DiscardHandler),
 		probeTimeout: 5 * time.Second,
-		locks:        map[string]*sync.Mutex{},
-		seen:         map[string]uint64{},
+		floor:        floor.New("attached", "the cluster moved the volume on, so this host must not write"),
 		attached:     map[string]attachment{},
 	}
 	for _, o := range opts {
@@ -175,21 +163,19 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err := ctx.Err(); err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	defer b.lock(vol.ID)()
+	defer b.floor.Lock(vol.ID)()
+	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+		return storage.Source{}, b.fail(vol, "attach", err)
+	}
 	b.mu.Lock()
-	seen, a, attached := b.seen[vol.ID], b.attached[vol.ID], false
-	if _, attached = b.attached[vol.ID]; attached && a.p == p && vol.Generation >= seen {
-		b.seen[vol.ID] = vol.Generation
+	a, attached := b.attached[vol.ID]
+	if attached && a.p == p {
 		a.gen = vol.Generation
 		b.attached[vol.ID] = a
 	}
 	b.mu.Unlock()
-	if vol.Generation < seen {
-		return storage.Source{}, b.fail(vol, "attach", fmt.Errorf(
-			"generation %d is older than generation %d this host attached; the cluster moved the volume on, so this host must not write: %w",
-			vol.Generation, seen, storage.ErrStaleGeneration))
-	}
 	if attached && a.p == p {
+		b.floor.Raise(vol.ID, vol.Generation)
 		return a.src, nil
 	}
 	ex, err := b.probe(ctx, p)
@@ -208,9 +194,9 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 			Hosts: []storage.HostPort{{Host: p.server, Port: p.port}}, ReadOnly: ro}
 	}
 	b.mu.Lock()
-	b.seen[vol.ID] = max(b.seen[vol.ID], vol.Generation)
 	b.attached[vol.ID] = attachment{gen: vol.Generation, src: src, p: p}
 	b.mu.Unlock()
+	b.floor.Raise(vol.ID, vol.Generation)
 	b.log.InfoContext(ctx, "nbd attached", "volume", vol.ID, "generation", vol.Generation, "source", src.String(),
 		"size", ex.Size, "read_only", ro)
 	return src, nil
@@ -227,7 +213,7 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	defer b.lock(vol.ID)()
+	defer b.floor.Lock(vol.ID)()
 	if b.hostMode {
 		if err := b.disconnect(ctx, vol, p); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/floor"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -110,13 +111,12 @@ type Backend struct {
 	probe        []ProbeOption
 	stat         func(string) error
 
-	mu      sync.Mutex
-	vols    map[string]*volState
-	running map[string]*sync.Mutex
+	mu    sync.Mutex
+	vols  map[string]*volState
+	floor *floor.Floor
 }
 
 type volState struct {
-	highest  uint64
 	attached bool
 	gen      uint64
 	src      storage.Source
@@ -135,7 +135,7 @@ func New(host string, opts ...Option) *Backend {
 		mountTimeout: DefaultMountTimeout,
 		stat:         statFile,
 		vols:         map[string]*volState{},
-		running:      map[string]*sync.Mutex{},
+		floor:        floor.New("attached", "a newer writer owns the volume, do not write"),
 	}
 	for _, o := range opts {
 		o(b)
@@ -188,18 +188,6 @@ func (b *Backend) fail(vol storage.Volume, op string, err error) error {
 	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
 }
 
-func (b *Backend) lockVolume(id string) func() {
-	b.mu.Lock()
-	m, ok := b.running[id]
-	if !ok {
-		m = &sync.Mutex{}
-		b.running[id] = m
-	}
-	b.mu.Unlock()
-	m.Lock()
-	return m.Unlock
-}
-
 func (b *Backend) state(id string) *volState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -234,11 +222,11 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	unlock := b.lockVolume(vol.ID)
+	unlock := b.floor.Lock(vol.ID)
 	defer unlock()
 	st := b.state(vol.ID)
-	if vol.Generation < st.highest {
-		return storage.Source{}, b.fail(vol, "attach", fmt.Errorf("generation %d is older than generation %d seen on this host; a newer writer owns the volume, do not write: %w", vol.Generation, st.highest, storage.ErrStaleGeneration))
+	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+		return storage.Source{}, b.fail(vol, "attach", err)
 	}
 	if st.attached && st.gen == vol.Generation {
 		return st.src, nil
@@ -269,8 +257,9 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	// Fields change under both locks, so readers may hold either (Health
 	// must not wait behind a hung mount for the volume lock).
 	b.mu.Lock()
-	st.highest, st.attached, st.gen, st.src = vol.Generation, true, vol.Generation, src
+	st.attached, st.gen, st.src = true, vol.Generation, src
 	b.mu.Unlock()
+	b.floor.Raise(vol.ID, vol.Generation)
 	b.log.LogAttrs(ctx, slog.LevelInfo, "nfs volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -282,7 +271,7 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	unlock := b.lockVolume(vol.ID)
+	unlock := b.floor.Lock(vol.ID)
 	defer unlock()
 	st := b.state(vol.ID)
 	if !st.attached {
