@@ -6,6 +6,7 @@ import (
 
 	"github.com/xenha/xenha/fence/internal/ipmisim"
 	"github.com/xenha/xenha/fence/ipmi"
+	"github.com/xenha/xenha/fence/ipmi/ipmitest"
 )
 
 // BenchmarkFence measures time to a proof (session, status, power-down,
@@ -23,9 +24,9 @@ func BenchmarkFence(b *testing.B) {
 		benchFence(b, f, func() { _ = sim.SetPowered(true) })
 	})
 	b.Run("inprocess-lanplus", func(b *testing.B) {
-		g := startGoBMC(b)
-		f := newFencer(b, map[string]ipmi.Target{"h": {Address: "127.0.0.1", Port: g.port, User: goUser, PasswordFile: writePassword(b, goPassword)}})
-		benchFence(b, f, func() { _ = g.chassis.SetPower(b.Context(), true) })
+		g := startBMC(b)
+		f := newFencer(b, map[string]ipmi.Target{"h": {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User, PasswordFile: writePassword(b, g.Password)}})
+		benchFence(b, f, func() { g.SetPower(true) })
 	})
 }
 

@@ -3,6 +3,8 @@ package ipmi_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/xenha/xenha/fence/fencetest"
 	"github.com/xenha/xenha/fence/internal/ipmisim"
 	"github.com/xenha/xenha/fence/ipmi"
+	"github.com/xenha/xenha/fence/ipmi/ipmitest"
 )
 
 // fast keeps tests quick against loopback BMCs with quick polls, while
@@ -29,6 +32,28 @@ func newFencer(t testing.TB, targets map[string]ipmi.Target, opts ...ipmi.Option
 	}
 	return f
 }
+
+// startBMC runs an in-process BMC (ipmitest) until the test ends.
+func startBMC(t testing.TB, opts ...ipmitest.Option) *ipmitest.BMC {
+	t.Helper()
+	b, err := ipmitest.Start(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func writePassword(t testing.TB, pw string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bmc-password")
+	if err := writeFile(p, pw+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }
 
 func simTarget(t testing.TB, b *ipmisim.BMC, iface ipmi.Interface, suites ...int) ipmi.Target {
 	return ipmi.Target{Address: b.Addr, Port: b.Port, User: b.User, Interface: iface,
@@ -75,16 +100,16 @@ func TestConformanceInProcessBMC(t *testing.T) {
 	for _, iface := range []ipmi.Interface{ipmi.Lanplus, ipmi.Lan} {
 		t.Run(string(iface), func(t *testing.T) {
 			fencetest.Run(t, func(t *testing.T) fencetest.Subject {
-				g := startGoBMC(t)
+				g := startBMC(t)
 				f := newFencer(t, map[string]ipmi.Target{
-					"host-a": {Address: "127.0.0.1", Port: g.port, User: goUser, Interface: iface},
+					"host-a": {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User, Interface: iface},
 					"dead":   deadTarget(t),
 				}, ipmi.WithPasswords(func(ctx context.Context, host string) (string, error) {
-					return goPassword, nil
+					return g.Password, nil
 				}))
 				return fencetest.Subject{
 					Fencer: f, Host: "host-a", Unreachable: "dead",
-					IsOff: func(context.Context) (bool, error) { return !g.on(t), nil },
+					IsOff: func(context.Context) (bool, error) { return !g.On(), nil },
 				}
 			})
 		})
@@ -93,12 +118,12 @@ func TestConformanceInProcessBMC(t *testing.T) {
 
 func TestWrongPasswordIsRejectedNotUnreachable(t *testing.T) {
 	b := ipmisim.Start(t)
-	g := startGoBMC(t)
+	g := startBMC(t)
 	const wrong = "not-the-Pa55word"
 	for name, target := range map[string]ipmi.Target{
 		"ipmi_sim lanplus": {Address: b.Addr, Port: b.Port, User: b.User, CipherSuites: []int{3}, PasswordFile: writePassword(t, wrong)},
 		"ipmi_sim lan":     {Address: b.Addr, Port: b.Port, User: b.User, Interface: ipmi.Lan, PasswordFile: writePassword(t, wrong)},
-		"go bmc lanplus":   {Address: "127.0.0.1", Port: g.port, User: goUser, PasswordFile: writePassword(t, wrong)},
+		"go bmc lanplus":   {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User, PasswordFile: writePassword(t, wrong)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFencer(t, map[string]ipmi.Target{"host-a": target})
@@ -118,7 +143,7 @@ func TestWrongPasswordIsRejectedNotUnreachable(t *testing.T) {
 			}
 		})
 	}
-	if on, _ := b.Powered(); !on || !g.on(t) {
+	if on, _ := b.Powered(); !on || !g.On() {
 		t.Fatal("a rejected session changed the power")
 	}
 }
@@ -169,9 +194,9 @@ func TestUnreachableBMC(t *testing.T) {
 // TestBMCThatNeverPowersOff: the BMC accepts power-down but the chassis
 // stays on. That is ErrNotOff, never a proof.
 func TestBMCThatNeverPowersOff(t *testing.T) {
-	g := startGoBMCWith(t, func(on bool) error { return nil }) // accepted, ignored
-	f := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.port, User: goUser,
-		PasswordFile: writePassword(t, goPassword)}}, ipmi.WithVerifyTimeout(300*time.Millisecond))
+	g := startBMC(t, ipmitest.WithPowerIgnored())
+	f := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User,
+		PasswordFile: writePassword(t, g.Password)}}, ipmi.WithVerifyTimeout(300*time.Millisecond))
 	p, err := f.Fence(t.Context(), "host-a")
 	if !errors.Is(err, fence.ErrNotOff) || p != (fence.Proof{}) {
 		t.Fatalf("Fence = %v, %v; want ErrNotOff", p, err)
@@ -213,19 +238,19 @@ func TestCycleAndProofEvidence(t *testing.T) {
 }
 
 func TestPasswordFileRotation(t *testing.T) {
-	g := startGoBMC(t)
+	g := startBMC(t)
 	pwFile := writePassword(t, "old-Pa55")
-	f := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.port, User: goUser, PasswordFile: pwFile}})
+	f := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User, PasswordFile: pwFile}})
 	if _, err := f.Status(t.Context(), "host-a"); !errors.Is(err, ipmi.ErrRejected) {
 		t.Fatalf("old password: err = %v, want ErrRejected", err)
 	}
-	if err := writeFile(pwFile, goPassword+"\n"); err != nil {
+	if err := writeFile(pwFile, g.Password+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	if p, err := f.Status(t.Context(), "host-a"); err != nil || p != fence.PowerOn {
 		t.Fatalf("after rotating the password file: %v, %v", p, err)
 	}
-	missing := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.port, User: goUser, PasswordFile: pwFile + ".gone"}})
+	missing := newFencer(t, map[string]ipmi.Target{"host-a": {Address: "127.0.0.1", Port: g.Port, User: ipmitest.User, PasswordFile: pwFile + ".gone"}})
 	if _, err := missing.Fence(t.Context(), "host-a"); err == nil || !strings.Contains(err.Error(), "password") {
 		t.Fatalf("missing password file: err = %v", err)
 	}

@@ -38,6 +38,7 @@ type BMC struct {
 
 	chassis *mock.Chassis
 	hook    func(on bool)
+	ignore  bool       // power commands accepted, chassis unchanged
 	hookMu  sync.Mutex // serializes hook calls in power order
 
 	cancel context.CancelFunc
@@ -55,6 +56,12 @@ type Option func(*BMC)
 // locks, before the BMC answers the request, so a fencer that then reads the
 // power sees the host already stopped.
 func WithPowerHook(fn func(on bool)) Option { return func(b *BMC) { b.hook = fn } }
+
+// WithPowerIgnored makes a broken BMC: it accepts power commands and answers
+// that they were carried out, but the chassis stays on (SetPower changes
+// nothing either, and the power hook does not run). A fencer must then fail
+// to verify, never prove.
+func WithPowerIgnored() Option { return func(b *BMC) { b.ignore = true } }
 
 // Start runs a BMC whose chassis is powered on, listening on 127.0.0.1 at a
 // free port. Close stops it.
@@ -75,6 +82,9 @@ func Start(opts ...Option) (*BMC, error) {
 	var pending []bool
 	var pendingMu sync.Mutex
 	b.chassis.SetPowerHook = func(on bool) error {
+		if b.ignore {
+			return nil
+		}
 		b.chassis.On = on
 		pendingMu.Lock()
 		pending = append(pending, on)

@@ -2,6 +2,7 @@ package ipmitest_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +96,26 @@ func TestSetPowerPullsThePlug(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestPowerIgnoredNeverPowersOff(t *testing.T) {
+	hooked := false
+	b, err := ipmitest.Start(ipmitest.WithPowerIgnored(), ipmitest.WithPowerHook(func(bool) { hooked = true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	f, err := ipmi.New(map[string]ipmi.Target{"h1": b.Target()},
+		ipmi.WithPasswords(ipmitest.Passwords(map[string]*ipmitest.BMC{"h1": b})),
+		ipmi.WithPollInterval(20*time.Millisecond), ipmi.WithVerifyTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := f.Fence(t.Context(), "h1"); !errors.Is(err, fence.ErrNotOff) {
+		t.Fatalf("Fence through a BMC that ignores power = %v, %v; want ErrNotOff", p, err)
+	}
+	if !b.On() || hooked {
+		t.Fatalf("ignored power command changed something: on=%v hook ran=%v", b.On(), hooked)
 	}
 }
