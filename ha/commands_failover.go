@@ -149,7 +149,7 @@ func (c *suspectCmd) apply(s *State, m applyMeta) (any, error) {
 	if c.Epoch != h.Epoch {
 		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
-	if h.State != HostOnline {
+	if h.State != HostOnline && h.State != HostMaintenance {
 		return nil, refuse("host %s is %s, not online: not marked suspect", c.Host, h.State)
 	}
 	setHostState(h, HostSuspect, m.At)

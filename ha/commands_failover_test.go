@@ -239,6 +239,9 @@ func TestFailoverCommandsMaintenance(t *testing.T) {
 	w.must(&maintenanceCmd{Host: "h3", On: false})
 	w.must(&suspectCmd{Host: "h1", Epoch: 0})
 	w.refused(&maintenanceCmd{Host: "h1", On: true}, nil)
+	// A host that dies in maintenance is suspected and fenced like any other.
+	w.must(&maintenanceCmd{Host: "h3", On: true})
+	w.must(&suspectCmd{Host: "h3", Epoch: 0})
 }
 
 func mustJSON(t *testing.T, v any) []byte {

@@ -198,11 +198,11 @@ func (r *recovery) step(ctx context.Context) {
 					f.emit(Event{Kind: EventHostWarn, Host: id, Message: fmt.Sprintf("no lease renewal for %v", v.Silence.Round(time.Millisecond))})
 				}
 			case HealthDead:
-				if h.State == HostOnline {
-					_, err := f.c.propose(pctx, &suspectCmd{Host: id, Epoch: h.Epoch, LastSeen: time.Now().Add(-v.Silence), Silence: v.Silence})
-					if err != nil {
-						f.log.Debug("marking host suspect failed", "host", id, "err", err)
-					}
+				// A host in maintenance can die too; renewing brings it
+				// back online (out of maintenance).
+				_, err := f.c.propose(pctx, &suspectCmd{Host: id, Epoch: h.Epoch, LastSeen: time.Now().Add(-v.Silence), Silence: v.Silence})
+				if err != nil {
+					f.log.Debug("marking host suspect failed", "host", id, "err", err)
 				}
 			}
 		case HostSuspect:
