@@ -2,6 +2,7 @@ package ha_test
 
 import (
 	"context"
+	"github.com/xenha/xenha/fence"
 	"slices"
 	"strings"
 	"testing"
@@ -295,5 +296,34 @@ func TestFailoverEvictsBestEffort(t *testing.T) {
 	}
 	if err := w.Wait(ctx, evicted+" pending", func(s *ha.State) bool { return s.VMs[evicted].Pending != "" }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With FencePolicy AllowLeaseExpiry (hosts with a hardware watchdog), a
+// silent host whose fencing device never answers counts as fenced once
+// its lease and the watchdog's timeout have run out.
+func TestFailoverLeaseExpiryPolicy(t *testing.T) {
+	t.Parallel()
+	p := hatest.SharedCPU()
+	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 500*time.Millisecond, 2600*time.Millisecond
+	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	victim := w.ID((l + 1) % 3)
+	onVictim := w.VMsOn(victim)
+	w.Kill(w.Index(victim)) // the watchdog would have reset it: model it as off
+	for _, vm := range onVictim {
+		if _, err := w.WaitRunning(ctx, vm, victim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := w.State()
+	if len(s.Fences) != 1 || s.Fences[0].Method != "lease-expiry" {
+		t.Fatalf("fence records %+v, want one by lease-expiry", s.Fences)
 	}
 }
