@@ -96,8 +96,15 @@ func (f *failover) renewLoop(ctx context.Context) {
 		default:
 			continue // as many renewals in flight as could matter
 		}
+		// The slot is freed when the renewal returns or its lease would
+		// have ended, whichever comes first: a proposal stuck past its
+		// context must not use up the slots and starve later renewals.
+		var once sync.Once
+		free := func() { once.Do(func() { <-inflight }) }
+		timer := time.AfterFunc(f.cfg.Lease+f.cfg.KeepAlive, free)
 		go func() {
-			defer func() { <-inflight }()
+			defer timer.Stop()
+			defer free()
 			f.renewOnce(ctx)
 		}()
 	}
