@@ -2,10 +2,10 @@ package iscsi_test
 
 import (
 	"errors"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/xenha/xenha/internal/testenv"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/iscsi"
 )
@@ -73,21 +73,7 @@ func TestProbeUnreachable(t *testing.T) {
 	})
 	t.Run("silent target", func(t *testing.T) {
 		// Accepts the connection and never answers: a hung target.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-			}
-		}()
-		_, err = iscsi.ReadCapacity(ctxT(t), l.Addr().String(), "iqn.2026-11.test.xenha:vm1", 1,
+		_, err := iscsi.ReadCapacity(ctxT(t), testenv.SilentServer(t), "iqn.2026-11.test.xenha:vm1", 1,
 			iscsi.WithProbeTimeout(300*time.Millisecond))
 		if !errors.Is(err, storage.ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrUnreachable", err)

@@ -3,7 +3,6 @@ package iscsi_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,55 +45,37 @@ func startTgtd(t testing.TB) *tgt {
 	testenv.NeedRoot(t)
 	bin := testenv.NeedBinary(t, "tgtd")
 	testenv.NeedBinary(t, "tgtadm")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	// The control port only names the management socket
 	// (/var/run/tgtd/socket.N); keep it unique per process and test.
 	// tgtd accepts control ports up to 32767.
 	control := strconv.Itoa(1000 + (os.Getpid()*7+int(controlSeq.Add(1)))%30000)
 	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(dir, "tgtd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-f", "-C", control, "--iscsi", "portal=127.0.0.1:"+strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start tgtd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	// Runs after the process is stopped (cleanups run last first).
 	t.Cleanup(func() {
-		// tgtd ignores SIGTERM and SIGINT, and an orderly
-		// "tgtadm --op delete --mode system" waits for sessions to drain;
-		// its state lives in memory and the LUN files in TempDir, so
-		// SIGKILL loses nothing.
-		_ = cmd.Process.Kill() // also ends a stopped (frozen) tgtd
-		<-done
-		logf.Close()
 		for _, f := range []string{"/var/run/tgtd/socket." + control, "/var/run/tgtd/socket." + control + ".lock"} {
 			_ = os.Remove(f)
 		}
 	})
+	// tgtd ignores SIGTERM and SIGINT, and an orderly "tgtadm --op delete
+	// --mode system" waits for sessions to drain; its state lives in memory
+	// and the LUN files in TempDir, so SIGKILL loses nothing.
+	cmd := exec.Command(bin, "-f", "-C", control, "--iscsi", "portal=127.0.0.1:"+strconv.Itoa(port))
+	p := testenv.StartProcess(t, cmd, filepath.Join(dir, "tgtd.log"), syscall.SIGKILL, 0)
 	g := &tgt{t: t, control: control, Portal: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, proc: cmd.Process}
+	p.WaitListening(t, g.Portal, 10*time.Second)
+	// Targets are added through tgtadm, so it must answer too.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", g.Portal, 200*time.Millisecond)
+		_, err := g.adm("--mode", "target", "--op", "show")
 		if err == nil {
-			c.Close()
-			if _, err := g.adm("--mode", "target", "--op", "show"); err == nil {
-				break
-			}
+			break
 		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("tgtd exited at start-up:\n%s", log)
-		default:
+		if p.Exited() {
+			t.Fatalf("tgtd exited at start-up:\n%s", p.Log())
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("tgtd did not come up on %s:\n%s", g.Portal, log)
+			t.Fatalf("tgtd on %s did not answer tgtadm: %v\n%s", g.Portal, err, p.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -136,23 +117,9 @@ func (g *tgt) AddTarget(tid int, iqn string, size int64) string {
 	return img
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// closedPort is a loopback port with nothing listening.
+// closedPort is a loopback portal that refuses connections.
 func closedPort(t testing.TB) string {
-	return "127.0.0.1:" + strconv.Itoa(freePort(t))
+	return "127.0.0.1:" + strconv.Itoa(testenv.ClosedPort(t))
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return testenv.Context(t, 20*time.Second) }

@@ -45,7 +45,7 @@ func TestConformanceNetworkMode(t *testing.T) {
 
 func TestUnreachableVolume(t *testing.T) {
 	b := New(WithHostName("dom0-a"))
-	vol := storage.Volume{ID: "v", Kind: Kind, Params: map[string]string{"server": "127.0.0.1", "port": strconv.Itoa(closedPort(t)), "export": "x"}}
+	vol := storage.Volume{ID: "v", Kind: Kind, Params: map[string]string{"server": "127.0.0.1", "port": strconv.Itoa(testenv.ClosedPort(t)), "export": "x"}}
 	err := b.Health(context.Background(), vol)
 	var se *storage.Error
 	if !errors.Is(err, storage.ErrUnreachable) || !errors.As(err, &se) || se.Host != "dom0-a" {

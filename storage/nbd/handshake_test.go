@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xenha/xenha/internal/testenv"
 	"github.com/xenha/xenha/storage"
 )
 
@@ -102,30 +103,17 @@ func TestQemuNBDListAndInfo(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	ctx := context.Background()
-	port := closedPort(t)
+	port := testenv.ClosedPort(t)
 	_, err := ExportInfo(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "x")
 	if !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("closed port: %v, want ErrUnreachable", err)
 	}
 
 	// A server that accepts and then says nothing: the caller's deadline ends it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	silent := testenv.SilentServer(t)
 	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	_, err = ExportInfo(ctx, l.Addr().String(), "x")
+	_, err = ExportInfo(ctx, silent, "x")
 	if !errors.Is(err, storage.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("silent server: %v, want ErrUnreachable and DeadlineExceeded", err)
 	}

@@ -37,7 +37,7 @@ var recorded = []struct {
 		return []string{s.host, strconv.Itoa(s.port), "/dev/nbd3", "-N", "vm9"}
 	}},
 	{"connect-refused", func(t *testing.T, s testServer) []string {
-		return []string{s.host, strconv.Itoa(closedPort(t)), "/dev/nbd3", "-N", "vm1"}
+		return []string{s.host, strconv.Itoa(testenv.ClosedPort(t)), "/dev/nbd3", "-N", "vm1"}
 	}},
 }
 

@@ -29,36 +29,6 @@ func (s testServer) params(export string) map[string]string {
 	return map[string]string{"server": s.host, "port": strconv.Itoa(s.port), "export": export}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// closedPort returns a loopback port that refuses connections for the rest
-// of the test: a TCP socket bound to it but never listening holds it, so no
-// other test's server can take it, and a dial there cannot disturb anyone.
-func closedPort(t testing.TB) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
-}
-
 func imageFile(t testing.TB, dir, name string, size int64) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
@@ -77,29 +47,8 @@ func imageFile(t testing.TB, dir, name string, size int64) string {
 // until it lists its exports.
 func startProcess(t testing.TB, s testServer, name string, args ...string) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(s.dir, name+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	waitServing(t, s, func() bool {
-		select {
-		case <-exited:
-			return true
-		default:
-			return false
-		}
-	})
+	p := testenv.StartProcess(t, exec.Command(name, args...), filepath.Join(s.dir, name+".log"), syscall.SIGKILL, 0)
+	waitServing(t, s, p.Exited)
 }
 
 func waitPidfile(t testing.TB, path string) int {
@@ -161,7 +110,7 @@ type nbdExport struct {
 func startNBDServer(t testing.TB, exports ...nbdExport) testServer {
 	t.Helper()
 	testenv.NeedBinary(t, "nbd-server")
-	s := testServer{host: "127.0.0.1", port: freePort(t), dir: t.TempDir()}
+	s := testServer{host: "127.0.0.1", port: testenv.FreePort(t), dir: t.TempDir()}
 	conf := fmt.Sprintf("[generic]\n\tlistenaddr = %s\n\tport = %d\n\tallowlist = true\n", s.host, s.port)
 	for _, e := range exports {
 		img := imageFile(t, s.dir, e.name+".img", e.size)
@@ -190,7 +139,7 @@ func startNBDServer(t testing.TB, exports ...nbdExport) testServer {
 func startQemuNBD(t testing.TB, e nbdExport) testServer {
 	t.Helper()
 	testenv.NeedBinary(t, "qemu-nbd")
-	s := testServer{host: "127.0.0.1", port: freePort(t), dir: t.TempDir()}
+	s := testServer{host: "127.0.0.1", port: testenv.FreePort(t), dir: t.TempDir()}
 	img := imageFile(t, s.dir, e.name+".img", e.size)
 	args := []string{"--persistent", "-x", e.name, "--bind", s.host, "-p", strconv.Itoa(s.port), "-f", "raw", "--shared", "8"}
 	if e.readOnly {

@@ -3,7 +3,6 @@ package nfs_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +43,7 @@ func startGanesha(t testing.TB) *ganesha {
 	testenv.NeedBinary(t, "rpcinfo")
 	ensureRpcbind(t)
 	dir := t.TempDir()
-	g := &ganesha{Export: filepath.Join(dir, "export"), NFSPort: freePort(t), MountPort: freePort(t)}
+	g := &ganesha{Export: filepath.Join(dir, "export"), NFSPort: testenv.FreePort(t), MountPort: testenv.FreePort(t)}
 	if err := os.Mkdir(g.Export, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -85,38 +84,13 @@ EXPORT {
 	}
 	unregister()
 	t.Cleanup(unregister)
-	logPath := filepath.Join(dir, "ganesha.log")
-	cmd := exec.Command(bin, "-F", "-L", logPath, "-f", confPath, "-p", filepath.Join(dir, "ganesha.pid"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ganesha: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	// -L STDERR: ganesha's log joins its output in the Process log.
+	cmd := exec.Command(bin, "-F", "-L", "STDERR", "-f", confPath, "-p", filepath.Join(dir, "ganesha.pid"))
+	// SIGTERM unregisters from rpcbind; SIGINT does not.
+	p := testenv.StartProcess(t, cmd, filepath.Join(dir, "ganesha.log"), syscall.SIGTERM, 10*time.Second)
 	g.proc = cmd.Process
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT) // in case a test froze it
-		_ = cmd.Process.Signal(syscall.SIGTERM) // unregisters from rpcbind; SIGINT does not
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !listening(g.NFSPort) || !listening(g.MountPort) {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("ganesha exited at start-up:\n%s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("ganesha did not listen on %d/%d:\n%s", g.NFSPort, g.MountPort, log)
-		}
-		time.Sleep(50 * time.Millisecond)
+	for _, port := range []int{g.NFSPort, g.MountPort} {
+		p.WaitListening(t, "127.0.0.1:"+strconv.Itoa(port), 20*time.Second)
 	}
 	return g
 }
@@ -141,55 +115,12 @@ func (g *ganesha) Disk(t testing.TB, name string, size int64) string {
 
 func ensureRpcbind(t testing.TB) {
 	t.Helper()
-	if listening(111) {
+	if testenv.Listening("127.0.0.1:111") {
 		return
 	}
 	bin := testenv.NeedBinary(t, "rpcbind")
-	cmd := exec.Command(bin, "-f")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start rpcbind: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	for i := 0; !listening(111); i++ {
-		if i > 200 {
-			t.Fatal("rpcbind did not listen on port 111")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	p := testenv.StartProcess(t, exec.Command(bin, "-f"), filepath.Join(t.TempDir(), "rpcbind.log"), syscall.SIGINT, 5*time.Second)
+	p.WaitListening(t, "127.0.0.1:111", 5*time.Second)
 }
 
-func listening(port int) bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return testenv.Context(t, 20*time.Second) }

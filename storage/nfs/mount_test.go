@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xenha/xenha/internal/testenv"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/internal/run"
 	"github.com/xenha/xenha/storage/nfs"
@@ -206,7 +207,7 @@ func TestConcurrentHealthAndAttach(t *testing.T) {
 	// The probe half of Health goes to a closed loopback port and fails
 	// fast; the bounded stat half reads the attached state.
 	vol.Params[nfs.ParamServer] = "127.0.0.1"
-	vol.Params[nfs.ParamPortmapPort] = strconv.Itoa(freePort(t))
+	vol.Params[nfs.ParamPortmapPort] = strconv.Itoa(testenv.ClosedPort(t))
 	ctx := context.Background()
 	done := make(chan struct{})
 	hv := vol

@@ -2,11 +2,11 @@ package nfs_test
 
 import (
 	"errors"
-	"net"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/xenha/xenha/internal/testenv"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/nfs"
 )
@@ -59,28 +59,14 @@ func TestProbeAgainstGanesha(t *testing.T) {
 
 func TestProbeUnreachable(t *testing.T) {
 	t.Run("nothing listening", func(t *testing.T) {
-		port := freePort(t)
+		port := testenv.ClosedPort(t)
 		_, err := nfs.Probe(ctxT(t), "127.0.0.1:"+strconv.Itoa(port), "/export", "disk.img")
 		if !errors.Is(err, storage.ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrUnreachable", err)
 		}
 	})
 	t.Run("hung server", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-			}
-		}()
-		_, err = nfs.Probe(ctxT(t), l.Addr().String(), "/export", "disk.img", nfs.WithProbeTimeout(300*time.Millisecond))
+		_, err := nfs.Probe(ctxT(t), testenv.SilentServer(t), "/export", "disk.img", nfs.WithProbeTimeout(300*time.Millisecond))
 		if !errors.Is(err, storage.ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrUnreachable", err)
 		}

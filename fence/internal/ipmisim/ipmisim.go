@@ -115,10 +115,9 @@ func Start(t testing.TB) *BMC {
 }
 
 func start(t testing.TB, bin string) (*BMC, error) {
-	port, err := freeUDPPort()
-	if err != nil {
-		return nil, err
-	}
+	// Another process may take the port before ipmi_sim binds it; Start
+	// retries on a new port then.
+	port := testenv.FreeUDPPort(t)
 	// A short path of our own: ipmi_sim and the hook dislike spaces and quotes
 	// that test names may bring into t.TempDir.
 	dir, err := os.MkdirTemp("", "xenha-ipmisim-")
@@ -249,17 +248,6 @@ func Ping(endpoint string, wait time.Duration) error {
 		return fmt.Errorf("unexpected RMCP reply % x", buf[:n])
 	}
 	return nil
-}
-
-// freeUDPPort asks the kernel for a free loopback UDP port. Another process
-// may take it before ipmi_sim binds it; Start retries on a new port then.
-func freeUDPPort() (int, error) {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // DeadEndpoint returns a loopback UDP port where nothing answers (bound and
