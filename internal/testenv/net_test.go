@@ -53,6 +53,17 @@ func TestSilentServerAcceptsAndSaysNothing(t *testing.T) {
 	}
 }
 
+func TestSparseFile(t *testing.T) {
+	p := SparseFile(t, filepath.Join(t.TempDir(), "disk.img"), 1<<30)
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 1<<30 || st.Blocks*512 >= 1<<20 {
+		t.Fatalf("size %d, %d bytes allocated; want 1 GiB, sparse", st.Size, st.Blocks*512)
+	}
+}
+
 func TestProcessWaitAndStop(t *testing.T) {
 	sh := NeedBinary(t, "sh")
 	p := StartProcess(t, exec.Command(sh, "-c", "echo started; exec sleep 60"),

@@ -81,3 +81,18 @@ func (p *Process) WaitListening(t testing.TB, addr string, timeout time.Duration
 		t.Fatalf("%s: %v; its log (%s):\n%s", p.Cmd.Path, err, p.LogPath, p.Log())
 	}
 }
+
+// SparseFile creates (or truncates) a sparse file of size bytes at path, a
+// disk image for a storage server the test runs, and returns path.
+func SparseFile(t testing.TB, path string, size int64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

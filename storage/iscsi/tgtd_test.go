@@ -95,15 +95,7 @@ func (g *tgt) adm(args ...string) (string, error) {
 // of size bytes, open to every initiator, and returns the file's path.
 func (g *tgt) AddTarget(tid int, iqn string, size int64) string {
 	g.t.Helper()
-	img := filepath.Join(g.Dir, fmt.Sprintf("lun-%d.img", tid))
-	f, err := os.Create(img)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		g.t.Fatal(err)
-	}
-	f.Close()
+	img := testenv.SparseFile(g.t, filepath.Join(g.Dir, fmt.Sprintf("lun-%d.img", tid)), size)
 	id := strconv.Itoa(tid)
 	for _, args := range [][]string{
 		{"--mode", "target", "--op", "new", "--tid", id, "--targetname", iqn},

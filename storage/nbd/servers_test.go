@@ -30,17 +30,7 @@ func (s testServer) params(export string) map[string]string {
 }
 
 func imageFile(t testing.TB, dir, name string, size int64) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.SparseFile(t, filepath.Join(dir, name), size)
 }
 
 // startProcess runs a server in the foreground until the test ends, and waits

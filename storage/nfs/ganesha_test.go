@@ -102,15 +102,7 @@ func (g *ganesha) Disk(t testing.TB, name string, size int64) string {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.SparseFile(t, p, size)
 }
 
 func ensureRpcbind(t testing.TB) {
