@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,3 +81,53 @@ func TestCgoStaysInXenctlLibvirt(t *testing.T) {
 		t.Fatal("go list reported no xenha packages")
 	}
 }
+
+// TestReadmeEmbeddingExample fails when the README's embedding snippet is no
+// longer the code of ha.Example_failover, which make test compiles and runs.
+func TestReadmeEmbeddingExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "## Embedding")
+	if !ok {
+		t.Fatal("README.md has no '## Embedding' section")
+	}
+	_, code, ok := strings.Cut(after, "```go\n")
+	if !ok {
+		t.Fatal("the README's Embedding section has no ```go block")
+	}
+	code, _, _ = strings.Cut(code, "```")
+	example, err := os.ReadFile("ha/example_failover_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compare line by line without indentation: the snippet sits one level
+	// shallower than the function body.
+	var want []string
+	for l := range strings.Lines(string(example)) {
+		if l = strings.TrimSpace(l); l != "" {
+			want = append(want, l)
+		}
+	}
+	var got []string
+	for l := range strings.Lines(code) {
+		if l = strings.TrimSpace(l); l != "" {
+			got = append(got, l)
+		}
+	}
+	if len(got) < 10 {
+		t.Fatalf("the README snippet has only %d lines", len(got))
+	}
+	// The snippet must appear as one contiguous run of the example.
+	for start := range want {
+		if start+len(got) > len(want) {
+			break
+		}
+		if slices.Equal(want[start:start+len(got)], got) {
+			return
+		}
+	}
+	t.Errorf("the README's Embedding snippet is not a contiguous excerpt of ha/example_failover_test.go; copy the code again (first line %q)", got[0])
+}
+
