@@ -130,4 +130,3 @@ func TestReadmeEmbeddingExample(t *testing.T) {
 	}
 	t.Errorf("the README's Embedding snippet is not a contiguous excerpt of ha/example_failover_test.go; copy the code again (first line %q)", got[0])
 }
-
