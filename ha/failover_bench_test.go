@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -111,8 +112,11 @@ func report(b *testing.B, name string, ds []time.Duration) {
 	}
 	slices.Sort(ds)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(ds[len(ds)/2]), "ms/"+name+"-p50")
-	b.ReportMetric(ms(ds[(len(ds)*9)/10]), "ms/"+name+"-p90")
+	rank := func(q float64) time.Duration { // nearest rank
+		return ds[max(0, int(math.Ceil(q*float64(len(ds))))-1)]
+	}
+	b.ReportMetric(ms(rank(0.5)), "ms/"+name+"-p50")
+	b.ReportMetric(ms(rank(0.9)), "ms/"+name+"-p90")
 	b.ReportMetric(ms(ds[len(ds)-1]), "ms/"+name+"-max")
 	b.Logf("%s over %d kills: %v", name, len(ds), ds)
 }

@@ -162,3 +162,41 @@ func TestFailoverMaintenanceLiveMigration(t *testing.T) {
 		t.Fatalf("%s on %q (%v), want h2", drained[0], host, err)
 	}
 }
+
+// Hosts report what they observe in batches and only on change: a quiet
+// cluster commits no vm.observed at all, and a crash is reported.
+func TestFailoverReportsOnlyChanges(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the start-up reports land
+	ch := w.Member(0).Subscribe(ctx)
+	count := func(d time.Duration) int {
+		n := 0
+		end := time.After(d)
+		for {
+			select {
+			case e := <-ch:
+				if e.Kind == ha.EventApplied && e.Message == "vm.observed" {
+					n++
+				}
+			case <-end:
+				return n
+			}
+		}
+	}
+	if n := count(time.Second); n != 0 {
+		t.Fatalf("%d vm.observed commits in a quiet second, want 0", n)
+	}
+	host := w.State().VMs["vm00"].Host
+	if err := w.Host(host).Hyper.CrashGuest("vm00"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(time.Second); n == 0 {
+		t.Fatal("a guest crash was not reported")
+	}
+}
