@@ -217,3 +217,14 @@ func TestInMemoryRestartCatchesUpFromSnapshot(t *testing.T) {
 		waitValue(t, ctx, hc.Member(f), fmt.Sprintf("b%d", k), 2)
 	}
 }
+
+// tcpCluster starts n members over TCP + bbolt. Tests run with -race on a
+// loaded 2-core machine, where FastLAN's 500 ms Raft timeouts were seen to
+// elect over and over; the tests assert behaviour, not speed, so they use
+// Raft's 1 s defaults and keep the fast failure-handling timings.
+func tcpCluster(t testing.TB, n int, opts ...hatest.Option) *hatest.Cluster {
+	p := ha.FastLAN()
+	d := ha.DefaultConfig()
+	p.HeartbeatTimeout, p.ElectionTimeout, p.LeaderLeaseTimeout, p.CommitTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout, d.CommitTimeout
+	return hatest.New(t, n, append([]hatest.Option{hatest.WithTCP(), hatest.WithProfile(p)}, opts...)...)
+}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/ha"
-	"github.com/xenha/xenha/ha/hatest"
 )
 
 // These tests run over loopback TCP with mutual TLS and bbolt logs, as in
@@ -17,7 +16,7 @@ func TestTCPClustersFormAndReplicate(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d-members", n), func(t *testing.T) {
-			hc := hatest.New(t, n, hatest.WithTCP())
+			hc := tcpCluster(t, n)
 			ctx := ctxT(t, 60*time.Second)
 			if _, err := hc.WaitLeader(ctx); err != nil {
 				t.Fatal(err)
@@ -55,7 +54,7 @@ func TestTCPClustersFormAndReplicate(t *testing.T) {
 
 func TestTCPLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
-	hc := hatest.New(t, 3, hatest.WithTCP())
+	hc := tcpCluster(t, 3)
 	ctx := ctxT(t, 90*time.Second)
 	leader, err := hc.WaitLeader(ctx)
 	if err != nil {
@@ -129,7 +128,7 @@ func TestTCPLeaderCrashLosesNoAcknowledgedWrite(t *testing.T) {
 
 func TestTCPSnapshotRestoreOnRestart(t *testing.T) {
 	t.Parallel()
-	hc := hatest.New(t, 3, hatest.WithTCP())
+	hc := tcpCluster(t, 3)
 	ctx := ctxT(t, 90*time.Second)
 	if _, err := hc.WaitLeader(ctx); err != nil {
 		t.Fatal(err)

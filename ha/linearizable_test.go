@@ -15,7 +15,6 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/xenha/xenha/ha"
-	"github.com/xenha/xenha/ha/hatest"
 )
 
 var (
@@ -86,7 +85,7 @@ func TestLinearizableUnderChaos(t *testing.T) {
 
 	const members, clients = 3, 4
 	keys := []string{"ka", "kb", "kc"}
-	hc := hatest.New(t, members, hatest.WithTCP())
+	hc := tcpCluster(t, members)
 	ctx := ctxT(t, 3*time.Minute)
 	if _, err := hc.WaitLeader(ctx); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/ha"
-	"github.com/xenha/xenha/ha/hatest"
 	"github.com/xenha/xenha/ha/pki"
 )
 
@@ -39,7 +38,7 @@ func membership(t *testing.T, ctx context.Context, c *ha.Cluster) string {
 
 func TestTCPRefusals(t *testing.T) {
 	t.Parallel()
-	hc := hatest.New(t, 3, hatest.WithTCP())
+	hc := tcpCluster(t, 3)
 	ctx := ctxT(t, 90*time.Second)
 	l, err := hc.WaitLeader(ctx)
 	if err != nil {
