@@ -257,7 +257,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // a panic, and a refusal leaves the state exactly as it was.
 func FuzzFailoverCommands(f *testing.F) {
 	kinds := []string{"lease.renew", "host.register", "host.suspect", "host.fence", "host.fence-failed",
-		"host.maintenance", "vm.assign", "vm.observed", "vm.restart", "vm.release"}
+		"host.maintenance", "vm.assign", "vm.observed", "vm.restart", "vm.release", "vm.migrate", "vm.migrated"}
 	f.Add(uint8(0), []byte(`{"host":"h1","epoch":0}`))
 	f.Add(uint8(3), []byte(`{"host":"h1","epoch":0,"method":"ipmi","manual":true,"operator":"x"}`))
 	f.Add(uint8(6), []byte(`{"moves":[{"vm":"a","host":"h2"},{"vm":"a","host":"h3"}],"unplaced":{"b":"x"}}`))
