@@ -312,8 +312,17 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 	var err error
 	switch act.Kind {
 	case actStart:
+		// Start only under a lease that still holds, and never let the
+		// start outlive it: the plan may be a slow round old.
+		st, ep := f.lease.status(time.Now(), f.cfg.IsolationLead)
+		_, until, _ := f.lease.snapshot()
+		if st != leaseValid || ep != epoch {
+			return
+		}
+		sctx, scancel := context.WithDeadline(hctx, until.Add(-f.cfg.IsolationLead))
+		defer scancel()
 		vm := v.desired[act.VM]
-		err = a.start(hctx, vm, v)
+		err = a.start(sctx, vm, v)
 		a.mu.Lock()
 		a.started[act.VM] = vm.LocalRestarts
 		a.mu.Unlock()
