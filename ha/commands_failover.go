@@ -36,6 +36,7 @@ func init() {
 	registerCommand("vm.release", func() command { return &releaseCmd{} })
 	registerCommand("vm.migrate", func() command { return &migrateCmd{} })
 	registerCommand("vm.migrated", func() command { return &migratedCmd{} })
+	registerCommand("incident.close", func() command { return &incidentCloseCmd{} })
 }
 
 func refuse(format string, args ...any) error {
@@ -507,9 +508,12 @@ func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
 	return closed, nil
 }
 
-// maybeCloseIncident closes inc when each of its VMs runs on a host other
-// than the failed one, or no longer wants to run.
-func (s *State) maybeCloseIncident(inc *Incident, at time.Time) bool {
+// incidentDone reports whether each VM of inc runs on a host other than
+// the failed one, or no longer wants to run.
+func (s *State) incidentDone(inc *Incident) bool {
+	if !inc.Closed.IsZero() {
+		return false
+	}
 	for _, name := range inc.VMs {
 		vm := s.VMs[name]
 		if vm == nil || vm.Stopped || vm.Policy.Restart == RestartOff {
@@ -519,8 +523,36 @@ func (s *State) maybeCloseIncident(inc *Incident, at time.Time) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// maybeCloseIncident closes inc when it is done.
+func (s *State) maybeCloseIncident(inc *Incident, at time.Time) bool {
+	if !s.incidentDone(inc) {
+		return false
+	}
 	inc.close(at)
 	return true
+}
+
+// incidentCloseCmd closes an incident whose VMs all run again but which no
+// report closed (they were already running when it was fenced, say).
+type incidentCloseCmd struct {
+	ID string `json:"id"`
+}
+
+func (c *incidentCloseCmd) kind() string { return "incident.close" }
+
+func (c *incidentCloseCmd) apply(s *State, m applyMeta) (any, error) {
+	for _, inc := range s.Incidents {
+		if inc.ID == c.ID {
+			if !s.maybeCloseIncident(inc, m.At) {
+				return nil, refuse("incident %s is closed or not done", c.ID)
+			}
+			return []string{inc.Timeline(true)}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %w: incident %q", ErrRefused, ErrNotFound, c.ID)
 }
 
 // restartCmd grants one local restart of a VM that stopped on a healthy host.

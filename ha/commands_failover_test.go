@@ -257,7 +257,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // a panic, and a refusal leaves the state exactly as it was.
 func FuzzFailoverCommands(f *testing.F) {
 	kinds := []string{"lease.renew", "host.register", "host.suspect", "host.fence", "host.fence-failed",
-		"host.maintenance", "vm.assign", "vm.observed", "vm.restart", "vm.release", "vm.migrate", "vm.migrated"}
+		"host.maintenance", "vm.assign", "vm.observed", "vm.restart", "vm.release", "vm.migrate", "vm.migrated", "incident.close"}
 	f.Add(uint8(0), []byte(`{"host":"h1","epoch":0}`))
 	f.Add(uint8(3), []byte(`{"host":"h1","epoch":0,"method":"ipmi","manual":true,"operator":"x"}`))
 	f.Add(uint8(6), []byte(`{"moves":[{"vm":"a","host":"h2"},{"vm":"a","host":"h3"}],"unplaced":{"b":"x"}}`))
@@ -309,4 +309,21 @@ func TestFailoverCommandsLiveMigration(t *testing.T) {
 	if b := w.s.VMs["b"]; b.Host != "h1" || b.OwnerEpoch != 0 || b.Observed.Host != "h1" {
 		t.Fatalf("after migration b = %+v, want on h1 at epoch 0", b)
 	}
+}
+
+func TestFailoverCommandsIncidentClose(t *testing.T) {
+	w := newCmdWorld(t)
+	id := w.must(&suspectCmd{Host: "h1", Epoch: 0}).(string)
+	w.refused(&incidentCloseCmd{ID: id}, nil) // a still waits
+	w.refused(&incidentCloseCmd{ID: "nope"}, ErrNotFound)
+	w.must(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi"})
+	w.must(&assignCmd{Moves: []Assignment{{"a", "h3"}}})
+	// h3 had reported a running before this incident saw it (no new report
+	// will come): the leader's close command ends it.
+	w.s.VMs["a"].Observed = Observed{Host: "h3", State: xenctl.StateRunning}
+	res := w.must(&incidentCloseCmd{ID: id})
+	if tl, ok := res.([]string); !ok || len(tl) != 1 || !strings.Contains(tl[0], "closed after") {
+		t.Fatalf("result %v, want the closed timeline", res)
+	}
+	w.refused(&incidentCloseCmd{ID: id}, nil) // once
 }

@@ -111,16 +111,23 @@ func (f *failover) applied(cmd command, m applyMeta, result any, err error) {
 	case *restartCmd:
 		f.emit(Event{Kind: EventVMRestart, Host: c.Host, VM: c.VM, Index: m.Index})
 	case *observedCmd:
-		if closed, ok := result.([]string); ok {
-			for _, line := range closed {
-				f.emit(Event{Kind: EventIncidentClosed, Host: c.Host, Index: m.Index, Message: line})
-			}
-		}
+		f.emitClosed(c.Host, m, result)
+	case *incidentCloseCmd:
+		f.emitClosed("", m, result)
 	}
 	if f.agent != nil {
 		kick(f.agent.kick)
 	}
 	kick(f.leaderKick)
+}
+
+// emitClosed sends the timelines of incidents a command closed.
+func (f *failover) emitClosed(host string, m applyMeta, result any) {
+	if closed, ok := result.([]string); ok {
+		for _, line := range closed {
+			f.emit(Event{Kind: EventIncidentClosed, Host: host, Index: m.Index, Message: line})
+		}
+	}
 }
 
 // lead runs the controller while this member leads.
@@ -226,6 +233,14 @@ func (r *recovery) step(ctx context.Context) {
 		}
 	}
 	r.placeAll(pctx, s)
+	for _, inc := range s.Incidents {
+		// Only fenced hosts' incidents: a suspect one may still come back.
+		if h := s.Hosts[inc.Host]; h != nil && h.State != HostSuspect && s.incidentDone(inc) {
+			if _, err := f.c.propose(pctx, &incidentCloseCmd{ID: inc.ID}); err != nil {
+				f.log.Debug("closing incident failed", "incident", inc.ID, "err", err)
+			}
+		}
+	}
 }
 
 // fence fences host at epoch until a proof is committed or ctx ends,
