@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,6 +360,14 @@ func runFence(ctx context.Context, fencer fence.Fencer, host string) (fence.Proo
 // restarts, drains hosts in maintenance, and commits one assignment.
 func (r *recovery) placeAll(ctx context.Context, s *State) {
 	f := r.f
+	// Forget moves that happened: the same VM may be drained from the same
+	// host again later in this term.
+	for key := range r.released {
+		name, host, _ := strings.Cut(strings.TrimPrefix(key, "live:"), "@")
+		if vm := s.VMs[name]; vm == nil || vm.Host != host {
+			delete(r.released, key)
+		}
+	}
 	var want []string
 	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
 		vm := s.VMs[name]
