@@ -78,16 +78,25 @@ func TestFailoverChaos(t *testing.T) {
 			pause()
 		}
 		// Repair: hosts that were fenced meanwhile (a proof may land after
-		// a host came back: it is the truth) are powered on again.
-		for i := range 3 {
-			if w.Killed(w.ID(i)) {
-				if err := w.Revive(i); err != nil {
-					t.Fatal(err)
+		// a host came back, and is the truth: the fake device powers it
+		// off again) are powered on until all are online.
+		for {
+			for i := range 3 {
+				if w.Killed(w.ID(i)) {
+					if err := w.Revive(i); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
-		}
-		if err := w.WaitHosts(ctx); err != nil {
-			t.Fatalf("step %d (seed %d): %v", step, seed, err)
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			err := w.WaitHosts(wctx)
+			wcancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("step %d (seed %d): %v", step, seed, err)
+			}
 		}
 		for _, vm := range vms {
 			if _, err := w.WaitRunning(ctx, vm.Name, ""); err != nil {
