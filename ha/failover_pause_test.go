@@ -62,3 +62,49 @@ func TestFailoverQuorumLossPausesThenResumes(t *testing.T) {
 		t.Errorf("fences %+v after a brief loss of quorum", s.Fences)
 	}
 }
+
+// One host is dead and fenced; the other two are then cut apart, so no
+// side has quorum and both pause their VMs; when they meet again the VMs
+// resume where they were.
+func TestFailoverQuorumLossWithDeadHost(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	vms := testVMs(6)
+	if err := w.AddVMs(ctx, vms...); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	dead := (l + 1) % 3
+	w.Kill(dead)
+	for _, vm := range vms {
+		if _, err := w.WaitRunning(ctx, vm.Name, w.ID(dead)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var alive []int
+	for i := range 3 {
+		if i != dead {
+			alive = append(alive, i)
+		}
+	}
+	w.Partition([]int{alive[0]}, []int{alive[1]})
+	if err := waitFor(ctx, func() bool {
+		for _, vm := range vms {
+			if len(w.RunningOn(vm.Name)) != 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("VMs still execute without quorum: %v", err)
+	}
+	w.Heal()
+	for _, vm := range vms {
+		if _, err := w.WaitRunning(ctx, vm.Name, w.ID(dead)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
