@@ -108,3 +108,39 @@ func TestFailoverQuorumLossWithDeadHost(t *testing.T) {
 		}
 	}
 }
+
+// A member that restarts while its VMs are paused by isolation (its daemon
+// crashed, the host stayed up) resumes them once quorum returns.
+func TestFailoverPausedVMsSurviveMemberRestart(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.FenceBehavior(fencetest.Succeed().WithLatency(20*time.Second)))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	vms := testVMs(6)
+	if err := w.AddVMs(ctx, vms...); err != nil {
+		t.Fatal(err)
+	}
+	onH2 := w.VMsOn("h2")
+	w.Partition([]int{0}, []int{1}, []int{2})
+	if err := waitFor(ctx, func() bool {
+		for _, vm := range vms {
+			if len(w.RunningOn(vm.Name)) != 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("VMs still execute without quorum: %v", err)
+	}
+	w.Crash(1) // the daemon dies; the host and its paused VMs stay
+	if err := w.Restart(1); err != nil {
+		t.Fatal(err)
+	}
+	w.Heal()
+	for _, vm := range onH2 {
+		if host, err := w.WaitRunning(ctx, vm, ""); err != nil || host != "h2" {
+			t.Fatalf("%s on %q (%v), want resumed on h2", vm, host, err)
+		}
+	}
+}

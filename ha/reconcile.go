@@ -67,7 +67,7 @@ type reconcileInput struct {
 	// leader grants a restart (LocalRestarts grows).
 	Started map[string]int
 	// Paused maps a VM this agent paused while isolating to the epoch it
-	// held then.
+	// held then (informational: any paused VM that is ours is resumed).
 	Paused map[string]uint64
 	// Response is the isolation action in force (IsolatePause only when the
 	// hypervisor implements xenctl.Pauser).
@@ -150,10 +150,14 @@ func reconcile(in reconcileInput) plan {
 	for name, vm := range in.Desired {
 		d, defined := byName[name]
 		switch {
-		case defined && d.State == xenctl.StatePaused:
-			if e, ok := in.Paused[name]; ok && e == in.Epoch {
-				p.Actions = append(p.Actions, action{actResume, name})
-			}
+		case defined && d.State == xenctl.StatePaused && !in.Outgoing[name]:
+			// Ours, at our epoch, under a valid lease: it cannot have run
+			// anywhere else meanwhile (moving it needs a fence, which bumps
+			// our epoch, or our own report that it stopped). Resume it even
+			// if this agent did not pause it: a member restarted while
+			// isolated must not leave its VMs frozen. xenha owns the run
+			// state of its VMs; an operator stops one with VM.Stopped.
+			p.Actions = append(p.Actions, action{actResume, name})
 		case in.Outgoing[name]:
 			if defined && d.State == xenctl.StateRunning {
 				p.Actions = append(p.Actions, action{actMigrate, name})

@@ -109,10 +109,10 @@ func TestReconcile(t *testing.T) {
 			want: "block-all; destroy a",
 		},
 		{
-			name: "a VM paused by someone else stays paused",
+			name: "a paused VM that is ours is resumed even if another incarnation of the agent paused it",
 			in: reconcileInput{Epoch: 4, Desired: map[string]*VM{"a": vm("a", 0, 0)},
 				Domains: []xenctl.Domain{dom("a", xenctl.StatePaused)}},
-			want: "",
+			want: "resume a",
 		},
 	}
 	for _, tt := range tests {
