@@ -50,6 +50,17 @@ func Example_failover() {
 		}
 		members[id] = c
 	}
+	// Wait until every host has registered (online, with its capacity).
+	for ready := false; !ready; time.Sleep(10 * time.Millisecond) {
+		s, err := members["h1"].State(ctx, ha.Stale)
+		if err != nil || ctx.Err() != nil {
+			log.Fatal("hosts did not come online")
+		}
+		ready = len(s.Hosts) == 3
+		for _, h := range s.Hosts {
+			ready = ready && h.State == ha.HostOnline && h.Capacity.MemoryKiB > 0
+		}
+	}
 	uuid := "6b1c2b8e-5d1f-4c1e-9a53-000000000001"
 	err := members["h1"].PutVM(ctx, ha.VM{
 		Name: "web1", UUID: uuid,
@@ -76,7 +87,7 @@ func Example_failover() {
 	hypervisors.Host(before).PowerOff() // the host dies
 	members[before].Close(ctx)
 	after := waitRunning(before)
-	s, err := members["h1"].State(ctx, ha.Consistent)
+	s, err := members[after].State(ctx, ha.Consistent)
 	if err != nil {
 		log.Fatal(err)
 	}
