@@ -45,6 +45,28 @@
 //
 // Snapshots are the State as JSON in a versioned wrapper and restore exactly.
 //
+// # Failover
+//
+// Each member renews a lease through the log every KeepAlive; it runs VMs
+// only while its last committed renewal (sent at t0) is younger than Lease,
+// and before the lease ends without a renewal it isolates itself: the VM
+// network is blocked first, then the VMs are paused (or destroyed or shut
+// down, see IsolationResponse). The leader counts each host's silence from
+// the last renewal it applied, never from before its own election. Past
+// WarnTime it warns, past DeadTime it commits the host suspect and runs the
+// host's fencer (a fence.Chain records every attempt); a proof committed for
+// the host's epoch bumps the epoch, so nothing the host sends from before
+// counts. Only with that proof and more than ReassignAfter (> Lease) of
+// silence are its VMs placed elsewhere (capacity, priority, order,
+// anti-affinity, preferred hosts), their volumes handed over with a new
+// generation in the same command. The target's agent attaches the storage,
+// defines and starts the domain, unblocks its network and announces it. Every
+// failover is an Incident with per-phase times (detect, fence, place,
+// storage, start). A new leader continues open incidents after a Barrier.
+// AckFence is the audited manual fence for a host an operator powered off;
+// Maintenance drains a host, live-migrating where the hypervisors can;
+// Migrate moves one VM. The design notes are in failover.md beside this file.
+//
 // # Events and logs
 //
 // Subscribe streams typed Events (leadership, membership, applied and
