@@ -281,9 +281,8 @@ func TestFailoverEvictsBestEffort(t *testing.T) {
 	if err := w.AddVMs(ctx, important, batch1, batch3); err != nil {
 		t.Fatal(err)
 	}
-	l, _ := w.WaitLeader(ctx)
-	if l == 1 {
-		t.Skip("h2 leads; this test kills a follower")
+	if err := w.MakeFollower(ctx, 1); err != nil {
+		t.Fatal(err)
 	}
 	w.Kill(1)
 	host, err := w.WaitRunning(ctx, "important", "h2")

@@ -85,8 +85,8 @@ func TestFailoverSlowShutdownDoesNotDelayIsolation(t *testing.T) {
 	if err := w.AddVMs(ctx, a, b); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := w.WaitLeader(ctx); l == 1 {
-		t.Skip("h2 leads; this test isolates a follower")
+	if err := w.MakeFollower(ctx, 1); err != nil {
+		t.Fatal(err)
 	}
 	hv := w.Host("h2").Hyper
 	if err := hv.SetGuest("deaf", xenctltest.Guest{IgnoreACPI: true}); err != nil {

@@ -114,8 +114,8 @@ func TestScenarios(t *testing.T) {
 		if err := w.AddVMs(ctx, pinnedVMs(pref)...); err != nil {
 			t.Fatal(err)
 		}
-		if l, _ := w.WaitLeader(ctx); l == 1 {
-			t.Skip("h2 leads; this scenario scripts a follower's death")
+		if err := w.MakeFollower(ctx, 1); err != nil {
+			t.Fatal(err)
 		}
 		w.Kill(1)
 		waitClosed(ctx, w, "h2")
@@ -129,8 +129,8 @@ func TestScenarios(t *testing.T) {
 		if err := w.AddVMs(ctx, pinnedVMs(pref)...); err != nil {
 			t.Fatal(err)
 		}
-		if l, _ := w.WaitLeader(ctx); l == 1 {
-			t.Skip("h2 leads; this scenario scripts a follower's death")
+		if err := w.MakeFollower(ctx, 1); err != nil {
+			t.Fatal(err)
 		}
 		w.Fencer.Script("h2", fencetest.FailTimes(2, fence.ErrUnreachable))
 		w.Crash(1) // hung, not off: only the third fence round powers it off
@@ -145,8 +145,8 @@ func TestScenarios(t *testing.T) {
 		if err := w.AddVMs(ctx, pinnedVMs(pref)...); err != nil {
 			t.Fatal(err)
 		}
-		if l, _ := w.WaitLeader(ctx); l == 1 {
-			t.Skip("h2 leads; this scenario scripts a follower's absence")
+		if err := w.MakeFollower(ctx, 1); err != nil {
+			t.Fatal(err)
 		}
 		w.Partition([]int{1}, []int{0, 2})
 		if err := w.Wait(ctx, "h2 suspect", func(s *ha.State) bool { return s.Hosts["h2"].State == ha.HostSuspect }); err != nil {

@@ -402,3 +402,25 @@ func (c *Cluster) Members() ([]Member, error) {
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
+
+// TransferLeadership hands the leader's role, and with it the pool master's
+// work, to another voter, for example before maintenance on the leader's
+// host. Open incidents continue on the new leader. It returns ErrNotLeader on
+// a follower, and returns once Raft reports the transfer done.
+func (c *Cluster) TransferLeadership(ctx context.Context) error {
+	if !c.isLeader() {
+		return fmt.Errorf("transfer leadership from %s: %w", c.cfg.ID, ErrNotLeader)
+	}
+	f := c.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("transfer leadership from %s: %w", c.cfg.ID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("transfer leadership from %s: outcome unknown (%w): %w", c.cfg.ID, context.Cause(ctx), ErrIndeterminate)
+	}
+}

@@ -283,3 +283,30 @@ func TestEventsNeverBlockTheCluster(t *testing.T) {
 		}
 	})
 }
+
+func TestTransferLeadership(t *testing.T) {
+	c := hatest.New(t, 3, hatest.WithInsecure())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := (l + 1) % 3
+	if err := c.Member(follower).TransferLeadership(ctx); !errors.Is(err, ha.ErrNotLeader) {
+		t.Fatalf("TransferLeadership on a follower = %v, want ErrNotLeader", err)
+	}
+	if err := c.Member(l).TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MakeFollower(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	nl, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nl == l {
+		t.Fatalf("member %d still leads after handing leadership over", l)
+	}
+}

@@ -397,3 +397,26 @@ func (c *Cluster) closeAll() {
 	}
 	wg.Wait()
 }
+
+// MakeFollower makes sure member i does not lead, transferring leadership
+// away from it if it does, so that a test that scripts a follower's death
+// can run whichever member won the election.
+func (c *Cluster) MakeFollower(ctx context.Context, i int) error {
+	for {
+		l, err := c.WaitLeader(ctx)
+		if err != nil {
+			return err
+		}
+		if l != i {
+			return nil
+		}
+		if err := c.Member(l).TransferLeadership(ctx); err != nil && ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
