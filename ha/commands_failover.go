@@ -56,6 +56,20 @@ func hostOf(s *State, id string) (*Host, error) {
 	return h, nil
 }
 
+// hostAtEpoch returns the member id if epoch is its current epoch. Every
+// command a host (or the leader, about a host) sends carries the epoch it
+// acts at; an older one is refused, because a fence happened since.
+func hostAtEpoch(s *State, id string, epoch uint64) (*Host, error) {
+	h, err := hostOf(s, id)
+	if err != nil {
+		return nil, err
+	}
+	if epoch != h.Epoch {
+		return nil, staleEpoch(id, epoch, h.Epoch)
+	}
+	return h, nil
+}
+
 func setHostState(h *Host, st HostState, at time.Time) {
 	if h.State != st {
 		h.State, h.Since = st, at
@@ -73,12 +87,9 @@ type renewCmd struct {
 func (c *renewCmd) kind() string { return "lease.renew" }
 
 func (c *renewCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
+	h, err := hostAtEpoch(s, c.Host, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	switch h.State {
 	case HostFenced, HostLeft:
@@ -111,12 +122,9 @@ type registerCmd struct {
 func (c *registerCmd) kind() string { return "host.register" }
 
 func (c *registerCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
+	h, err := hostAtEpoch(s, c.Host, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	if h.State == HostLeft {
 		return nil, refuse("host %s left the cluster: join it again", c.Host)
@@ -143,12 +151,9 @@ type suspectCmd struct {
 func (c *suspectCmd) kind() string { return "host.suspect" }
 
 func (c *suspectCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
+	h, err := hostAtEpoch(s, c.Host, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	if h.State != HostOnline && h.State != HostMaintenance {
 		return nil, refuse("host %s is %s, not online: not marked suspect", c.Host, h.State)
@@ -177,12 +182,9 @@ type fenceCmd struct {
 func (c *fenceCmd) kind() string { return "host.fence" }
 
 func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
+	h, err := hostAtEpoch(s, c.Host, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	if h.State == HostLeft {
 		return nil, refuse("host %s left the cluster: nothing to fence", c.Host)
@@ -259,12 +261,8 @@ type fenceFailedCmd struct {
 func (c *fenceFailedCmd) kind() string { return "host.fence-failed" }
 
 func (c *fenceFailedCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
-	if err != nil {
+	if _, err := hostAtEpoch(s, c.Host, c.Epoch); err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	inc := s.findIncident(c.Host, c.Epoch)
 	if inc == nil {
@@ -468,12 +466,8 @@ type observedCmd struct {
 func (c *observedCmd) kind() string { return "vm.observed" }
 
 func (c *observedCmd) apply(s *State, m applyMeta) (any, error) {
-	h, err := hostOf(s, c.Host)
-	if err != nil {
+	if _, err := hostAtEpoch(s, c.Host, c.Epoch); err != nil {
 		return nil, err
-	}
-	if c.Epoch != h.Epoch {
-		return nil, staleEpoch(c.Host, c.Epoch, h.Epoch)
 	}
 	var closed []string
 	for _, o := range c.VMs {
