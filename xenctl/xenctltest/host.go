@@ -111,6 +111,21 @@ func (h *Host) lookup(name string) (*domain, error) {
 	return nil, fmt.Errorf("%w: %q on host %s", xenctl.ErrNoDomain, name, h.name)
 }
 
+// beginOn is begin followed by lookup, for calls on one domain. On success it
+// returns with the world locked; on error, unlocked.
+func (h *Host) beginOn(ctx context.Context, m Method, name string) (*call, *domain, error) {
+	c, err := h.begin(ctx, m, name)
+	if err != nil {
+		return c, nil, err
+	}
+	d, err := h.lookup(name)
+	if err != nil {
+		h.world.mu.Unlock()
+		return c, nil, err
+	}
+	return c, d, nil
+}
+
 // Domains lists the host's domains, sorted by name.
 func (h *Host) Domains(ctx context.Context) ([]xenctl.Domain, error) {
 	c, err := h.begin(ctx, MethodDomains, "")
@@ -132,15 +147,11 @@ func (h *Host) inventory() []xenctl.Domain {
 
 // Domain returns one domain.
 func (h *Host) Domain(ctx context.Context, name string) (xenctl.Domain, error) {
-	c, err := h.begin(ctx, MethodDomain, name)
+	c, d, err := h.beginOn(ctx, MethodDomain, name)
 	if err != nil {
 		return xenctl.Domain{}, c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return xenctl.Domain{}, c.end(err)
-	}
 	return d.view(), c.end(nil)
 }
 
@@ -182,15 +193,11 @@ func (h *Host) Define(ctx context.Context, xml string) (xenctl.Domain, error) {
 
 // Start boots a defined domain; a running one is left alone.
 func (h *Host) Start(ctx context.Context, name string) error {
-	c, err := h.begin(ctx, MethodStart, name)
+	c, d, err := h.beginOn(ctx, MethodStart, name)
 	if err != nil {
 		return c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return c.end(err)
-	}
 	if d.state.Active() {
 		return c.end(nil)
 	}
@@ -239,13 +246,8 @@ func (h *Host) freeKiB() uint64 {
 
 // Shutdown asks the guest to shut down, waits up to grace, then destroys it.
 func (h *Host) Shutdown(ctx context.Context, name string, grace time.Duration) (bool, error) {
-	c, err := h.begin(ctx, MethodShutdown, name)
+	c, d, err := h.beginOn(ctx, MethodShutdown, name)
 	if err != nil {
-		return false, c.end(err)
-	}
-	d, err := h.lookup(name)
-	if err != nil {
-		h.world.mu.Unlock()
 		return false, c.end(err)
 	}
 	switch {
@@ -304,15 +306,11 @@ func (h *Host) Shutdown(ctx context.Context, name string, grace time.Duration) (
 
 // Destroy stops a domain at once; a stopped one is left alone.
 func (h *Host) Destroy(ctx context.Context, name string) error {
-	c, err := h.begin(ctx, MethodDestroy, name)
+	c, d, err := h.beginOn(ctx, MethodDestroy, name)
 	if err != nil {
 		return c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return c.end(err)
-	}
 	if d.state.Active() || d.state == xenctl.StateCrashed {
 		h.stop(d, xenctl.StateShutoff, "destroyed")
 		h.emit(xenctl.EventStopped, d)
@@ -323,15 +321,11 @@ func (h *Host) Destroy(ctx context.Context, name string) error {
 // Undefine removes a domain's definition. A running domain keeps running as a
 // transient domain and vanishes when it stops, as with libvirt.
 func (h *Host) Undefine(ctx context.Context, name string) error {
-	c, err := h.begin(ctx, MethodUndefine, name)
+	c, d, err := h.beginOn(ctx, MethodUndefine, name)
 	if err != nil {
 		return c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return c.end(err)
-	}
 	d.persistent = false
 	d.pending = nil
 	if !d.state.Active() {

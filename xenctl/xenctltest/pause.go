@@ -15,15 +15,11 @@ var ErrNotRunning = errors.New("xenctltest: domain is not running")
 // Suspend pauses a running domain: it keeps its memory but executes nothing.
 // Suspending a paused domain is not an error.
 func (h *Host) Suspend(ctx context.Context, name string) error {
-	c, err := h.begin(ctx, MethodSuspend, name)
+	c, d, err := h.beginOn(ctx, MethodSuspend, name)
 	if err != nil {
 		return c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return c.end(err)
-	}
 	switch d.state {
 	case xenctl.StatePaused:
 		return c.end(nil)
@@ -37,15 +33,11 @@ func (h *Host) Suspend(ctx context.Context, name string) error {
 
 // Resume continues a paused domain. Resuming a running domain is not an error.
 func (h *Host) Resume(ctx context.Context, name string) error {
-	c, err := h.begin(ctx, MethodResume, name)
+	c, d, err := h.beginOn(ctx, MethodResume, name)
 	if err != nil {
 		return c.end(err)
 	}
 	defer h.world.mu.Unlock()
-	d, err := h.lookup(name)
-	if err != nil {
-		return c.end(err)
-	}
 	switch d.state {
 	case xenctl.StateRunning, xenctl.StateShuttingDown:
 		return c.end(nil)
