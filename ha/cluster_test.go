@@ -13,6 +13,16 @@ import (
 	"github.com/xenha/xenha/ha/hatest"
 )
 
+// waitLeader waits for hc to agree on a leader and returns its index.
+func waitLeader(t testing.TB, ctx context.Context, hc *hatest.Cluster) int {
+	t.Helper()
+	l, err := hc.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -85,10 +95,7 @@ func TestUnknownCommandHaltsEveryMember(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 3)
 	ctx := ctxT(t, 30*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	if err := putValue(ctx, hc.Member(l), "before", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +120,7 @@ func TestUnknownCommandHaltsEveryMember(t *testing.T) {
 		}
 	}
 	// Later writes are not applied anywhere.
-	err = putValue(ctx, hc.Member(l), "after", 2)
+	err := putValue(ctx, hc.Member(l), "after", 2)
 	if !errors.Is(err, ha.ErrHalted) {
 		t.Fatalf("write after the halt: %v, want ErrHalted", err)
 	}
@@ -123,10 +130,7 @@ func TestForwardedRetryAppliedOnce(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 3)
 	ctx := ctxT(t, 30*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	f := hc.Member((l + 1) % 3)
 	if err := putValue(ctx, f, "gone", 1); err != nil {
 		t.Fatal(err)
@@ -138,7 +142,7 @@ func TestForwardedRetryAppliedOnce(t *testing.T) {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
-	err = ha.ProposeDeleteVM(ctx, f, "gone", "other")
+	err := ha.ProposeDeleteVM(ctx, f, "gone", "other")
 	if !errors.Is(err, ha.ErrNotFound) {
 		t.Fatalf("a new deletion: %v, want ErrNotFound", err)
 	}
@@ -148,14 +152,11 @@ func TestMinorityWriteIsIndeterminateNotFailed(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 3)
 	ctx := ctxT(t, 30*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	hc.Partition([]int{l})
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err = putValue(wctx, hc.Member(l), "maybe", 1)
+	err := putValue(wctx, hc.Member(l), "maybe", 1)
 	if !errors.Is(err, ha.ErrIndeterminate) {
 		t.Fatalf("write on a cut-off leader: %v, want ErrIndeterminate", err)
 	}
@@ -186,10 +187,7 @@ func TestInMemoryRestartCatchesUpFromSnapshot(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 3)
 	ctx := ctxT(t, 30*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	f := (l + 1) % 3
 	for k := range 5 {
 		if err := putValue(ctx, hc.Member(l), fmt.Sprintf("a%d", k), 1); err != nil {

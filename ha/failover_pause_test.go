@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xenha/xenha/fence/fencetest"
+	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/ha/hatest"
 	"github.com/xenha/xenha/xenctl/xenctltest"
 )
@@ -26,16 +27,7 @@ func TestFailoverQuorumLossPausesThenResumes(t *testing.T) {
 	}
 	before := w.State()
 	w.Partition([]int{0}, []int{1}, []int{2})
-	if err := waitFor(ctx, func() bool {
-		for _, vm := range vms {
-			if len(w.RunningOn(vm.Name)) != 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		t.Fatalf("VMs still execute without quorum: %v", err)
-	}
+	waitNoneExecuting(t, ctx, w, vms)
 	for _, vm := range vms {
 		if on := w.Hyper.Active(vm.Name); len(on) != 1 || on[0] != before.VMs[vm.Name].Host {
 			t.Fatalf("VM %s is active on %v, want paused on %s", vm.Name, on, before.VMs[vm.Name].Host)
@@ -91,16 +83,7 @@ func TestFailoverQuorumLossWithDeadHost(t *testing.T) {
 		}
 	}
 	w.Partition([]int{alive[0]}, []int{alive[1]})
-	if err := waitFor(ctx, func() bool {
-		for _, vm := range vms {
-			if len(w.RunningOn(vm.Name)) != 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		t.Fatalf("VMs still execute without quorum: %v", err)
-	}
+	waitNoneExecuting(t, ctx, w, vms)
 	w.Heal()
 	for _, vm := range vms {
 		if _, err := w.WaitRunning(ctx, vm.Name, w.ID(dead)); err != nil {
@@ -123,16 +106,7 @@ func TestFailoverPausedVMsSurviveMemberRestart(t *testing.T) {
 	}
 	onH2 := w.VMsOn("h2")
 	w.Partition([]int{0}, []int{1}, []int{2})
-	if err := waitFor(ctx, func() bool {
-		for _, vm := range vms {
-			if len(w.RunningOn(vm.Name)) != 0 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		t.Fatalf("VMs still execute without quorum: %v", err)
-	}
+	waitNoneExecuting(t, ctx, w, vms)
 	w.Crash(1) // the daemon dies; the host and its paused VMs stay
 	if err := w.Restart(1); err != nil {
 		t.Fatal(err)
@@ -142,5 +116,21 @@ func TestFailoverPausedVMsSurviveMemberRestart(t *testing.T) {
 		if host, err := w.WaitRunning(ctx, vm, ""); err != nil || host != "h2" {
 			t.Fatalf("%s on %q (%v), want resumed on h2", vm, host, err)
 		}
+	}
+}
+
+// waitNoneExecuting waits until no host executes any of vms: every host has
+// isolated itself after losing quorum.
+func waitNoneExecuting(t *testing.T, ctx context.Context, w *hatest.World, vms []ha.VM) {
+	t.Helper()
+	if err := waitFor(ctx, func() bool {
+		for _, vm := range vms {
+			if len(w.RunningOn(vm.Name)) != 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("VMs still execute without quorum: %v", err)
 	}
 }

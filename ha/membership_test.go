@@ -55,10 +55,7 @@ func TestVoterCapAndPromotion(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 6)
 	ctx := ctxT(t, 60*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	leader := hc.Member(l)
 	vs, nvs := voters(t, leader)
 	if len(vs) != 5 || len(nvs) != 1 || nvs[0] != "h6" {
@@ -131,10 +128,7 @@ func TestRemoveNeverLosesQuorum(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 3)
 	ctx := ctxT(t, 60*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	a, b := (l+1)%3, (l+2)%3
 	hc.Crash(b)
 	leader := hc.Member(l)
@@ -149,7 +143,7 @@ func TestRemoveNeverLosesQuorum(t *testing.T) {
 	})
 	// Removing the live follower would leave the leader and a dead voter:
 	// no majority.
-	err = leader.Remove(ctx, hc.ID(a))
+	err := leader.Remove(ctx, hc.ID(a))
 	if !errors.Is(err, ha.ErrQuorumAtRisk) {
 		t.Fatalf("removing live %s with %s dead: got %v, want ErrQuorumAtRisk", hc.ID(a), hc.ID(b), err)
 	}
@@ -172,10 +166,7 @@ func TestLeaderLeaves(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 4)
 	ctx := ctxT(t, 60*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	old := hc.Member(l)
 	if err := old.Leave(ctx); err != nil {
 		t.Fatalf("leader %s leaving: %v", hc.ID(l), err)
@@ -204,10 +195,7 @@ func TestDeadMemberRemovedAutomatically(t *testing.T) {
 		cfg.RemoveDeadAfter = 500 * time.Millisecond
 	}))
 	ctx := ctxT(t, 60*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	dead := []int{(l + 1) % 5, (l + 2) % 5}
 	for _, d := range dead {
 		hc.Crash(d)

@@ -40,10 +40,7 @@ func TestTCPRefusals(t *testing.T) {
 	t.Parallel()
 	hc := tcpCluster(t, 3)
 	ctx := ctxT(t, 90*time.Second)
-	l, err := hc.WaitLeader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := waitLeader(t, ctx, hc)
 	leader := hc.Member(l)
 	before := membership(t, ctx, leader)
 	otherCA, err := pki.NewCA("elsewhere")
