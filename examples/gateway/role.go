@@ -55,12 +55,19 @@ func (r *role) alive(ctx context.Context, op string) error {
 	return nil
 }
 
-func (r *role) get(name string) (*xenctl.Domain, error) {
+// with runs fn on the role named name under the lock, once the context is
+// found alive and the role defined.
+func (r *role) with(ctx context.Context, op, name string, fn func(*xenctl.Domain) error) error {
+	if err := r.alive(ctx, op); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	d := r.domains[name]
 	if d == nil {
-		return nil, fmt.Errorf("role %q on %s: %w", name, r.host, xenctl.ErrNoDomain)
+		return fmt.Errorf("role %q on %s: %w", name, r.host, xenctl.ErrNoDomain)
 	}
-	return d, nil
+	return fn(d)
 }
 
 func (r *role) set(d *xenctl.Domain, s xenctl.State, reason string) {
@@ -87,16 +94,12 @@ func (r *role) Domains(ctx context.Context) ([]xenctl.Domain, error) {
 
 // Domain returns one role.
 func (r *role) Domain(ctx context.Context, name string) (xenctl.Domain, error) {
-	if err := r.alive(ctx, "domain"); err != nil {
-		return xenctl.Domain{}, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return xenctl.Domain{}, err
-	}
-	return *d, nil
+	var out xenctl.Domain
+	err := r.with(ctx, "domain", name, func(d *xenctl.Domain) error {
+		out = *d
+		return nil
+	})
+	return out, err
 }
 
 // Define records a role from its definition (any valid domain XML).
@@ -126,17 +129,10 @@ func (r *role) Define(ctx context.Context, xml string) (xenctl.Domain, error) {
 
 // Start takes the role.
 func (r *role) Start(ctx context.Context, name string) error {
-	if err := r.alive(ctx, "start"); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return err
-	}
-	r.set(d, xenctl.StateRunning, "booted")
-	return nil
+	return r.with(ctx, "start", name, func(d *xenctl.Domain) error {
+		r.set(d, xenctl.StateRunning, "booted")
+		return nil
+	})
 }
 
 // Shutdown gives the role up (there is no guest to wait for).
@@ -150,73 +146,45 @@ func (r *role) Destroy(ctx context.Context, name string) error {
 }
 
 func (r *role) stop(ctx context.Context, name, reason string) error {
-	if err := r.alive(ctx, reason); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return err
-	}
-	r.set(d, xenctl.StateShutoff, reason)
-	return nil
+	return r.with(ctx, reason, name, func(d *xenctl.Domain) error {
+		r.set(d, xenctl.StateShutoff, reason)
+		return nil
+	})
 }
 
 // Suspend holds the role without acting on it.
 func (r *role) Suspend(ctx context.Context, name string) error {
-	if err := r.alive(ctx, "suspend"); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return err
-	}
-	switch d.State {
-	case xenctl.StateRunning:
-		r.set(d, xenctl.StatePaused, "user")
-	case xenctl.StatePaused:
-	default:
-		return fmt.Errorf("suspend role %q on %s: it is %s: %w", name, r.host, d.State, xenctl.ErrConflict)
-	}
-	return nil
+	return r.with(ctx, "suspend", name, func(d *xenctl.Domain) error {
+		switch d.State {
+		case xenctl.StateRunning:
+			r.set(d, xenctl.StatePaused, "user")
+		case xenctl.StatePaused:
+		default:
+			return fmt.Errorf("suspend role %q on %s: it is %s: %w", name, r.host, d.State, xenctl.ErrConflict)
+		}
+		return nil
+	})
 }
 
 // Resume continues a held role.
 func (r *role) Resume(ctx context.Context, name string) error {
-	if err := r.alive(ctx, "resume"); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return err
-	}
-	if d.State == xenctl.StatePaused {
-		r.set(d, xenctl.StateRunning, "unpaused")
-	}
-	return nil
+	return r.with(ctx, "resume", name, func(d *xenctl.Domain) error {
+		if d.State == xenctl.StatePaused {
+			r.set(d, xenctl.StateRunning, "unpaused")
+		}
+		return nil
+	})
 }
 
 // Undefine forgets a stopped role.
 func (r *role) Undefine(ctx context.Context, name string) error {
-	if err := r.alive(ctx, "undefine"); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, err := r.get(name)
-	if err != nil {
-		return err
-	}
-	if d.State.Active() {
-		return fmt.Errorf("role %q on %s is %s: destroy it first: %w", name, r.host, d.State, xenctl.ErrConflict)
-	}
-	delete(r.domains, name)
-	return nil
+	return r.with(ctx, "undefine", name, func(d *xenctl.Domain) error {
+		if d.State.Active() {
+			return fmt.Errorf("role %q on %s is %s: destroy it first: %w", name, r.host, d.State, xenctl.ErrConflict)
+		}
+		delete(r.domains, name)
+		return nil
+	})
 }
 
 // HostInfo reports a small fixed capacity: the role needs next to nothing.
