@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,10 +106,29 @@ func TestWitnessJoinsAsVoter(t *testing.T) {
 	}
 }
 
+// The witness refuses files it cannot use before it starts, naming the
+// flag to fix.
 func TestWitnessRefusesMissingFiles(t *testing.T) {
-	err := run(t.Context(), slog.New(slog.DiscardHandler), "witness", "wit", t.TempDir(), "127.0.0.1:0",
-		"127.0.0.1:1", filepath.Join(t.TempDir(), "no-token"), "", "", "", true, nil)
-	if err == nil {
-		t.Fatal("run without a token file succeeded")
+	dir := t.TempDir()
+	token, notPEM := filepath.Join(dir, "token"), filepath.Join(dir, "ca.txt")
+	for _, p := range []string{token, notPEM} {
+		if err := os.WriteFile(p, []byte("not a certificate\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ token, ca, want string }{
+		{filepath.Join(dir, "no-token"), notPEM, "-token-file"},
+		{token, filepath.Join(dir, "no-ca"), "-ca"},
+		{token, notPEM, "holds no PEM certificate"},
+	} {
+		data := t.TempDir()
+		err := run(t.Context(), slog.New(slog.DiscardHandler), "witness", "wit", data, "127.0.0.1:0",
+			"127.0.0.1:1", tc.token, tc.ca, "", "", true, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run with token %s, CA %s = %v; want an error naming %q", tc.token, tc.ca, err, tc.want)
+		}
+		if entries, _ := os.ReadDir(data); len(entries) > 0 {
+			t.Errorf("run with token %s, CA %s left %d entries in its data directory", tc.token, tc.ca, len(entries))
+		}
 	}
 }
