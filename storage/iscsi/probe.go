@@ -60,6 +60,12 @@ func Discover(ctx context.Context, portal string, opts ...ProbeOption) ([]Target
 		return nil, err
 	}
 	defer c.close()
+	return c.discover(ctx)
+}
+
+// discover is the discovery conversation on an open connection: login,
+// SendTargets=All, logout.
+func (c *conn) discover(ctx context.Context) ([]Target, error) {
 	if err := c.login(ctx, "Discovery", ""); err != nil {
 		return nil, err
 	}
@@ -104,6 +110,12 @@ func ReadCapacity(ctx context.Context, portal, iqn string, lun int, opts ...Prob
 		return Capacity{}, err
 	}
 	defer c.close()
+	return c.probeCapacity(ctx, iqn, lun)
+}
+
+// probeCapacity is the probe's conversation on an open connection: login to
+// iqn, READ CAPACITY of lun, logout.
+func (c *conn) probeCapacity(ctx context.Context, iqn string, lun int) (Capacity, error) {
 	if err := c.login(ctx, "Normal", iqn); err != nil {
 		return Capacity{}, err
 	}

@@ -58,7 +58,7 @@ func dial(ctx context.Context, portal, initiator string) (*conn, error) {
 		}
 		return nil, fmt.Errorf("iscsi: connect to portal %s: %w (%v); check the target is running and the portal address", addr, storage.ErrUnreachable, err)
 	}
-	c := &conn{nc: nc, portal: addr, initiator: initiator, nextITT: 1, cmdSN: 1, firstBurst: 65536, maxXmit: 8192}
+	c := newConn(nc, addr, initiator)
 	if _, err := rand.Read(c.isid[1:4]); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("iscsi: session id: %w", err)
@@ -86,6 +86,12 @@ func portalAddr(portal string) (string, error) {
 		return "", fmt.Errorf("iscsi: portal %q has a bad port: %w", portal, storage.ErrInvalidVolume)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// newConn is a connection in the state before login, with the limits this
+// initiator declares. The caller sets isid and stop.
+func newConn(nc net.Conn, portal, initiator string) *conn {
+	return &conn{nc: nc, portal: portal, initiator: initiator, nextITT: 1, cmdSN: 1, firstBurst: 65536, maxXmit: 8192}
 }
 
 func (c *conn) close() {
