@@ -23,7 +23,6 @@ import (
 	"github.com/xenha/xenha/netguard/nft"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/storagetest"
-	"github.com/xenha/xenha/xenctl"
 	"github.com/xenha/xenha/xenctl/libvirt"
 )
 
@@ -74,7 +73,6 @@ type host struct {
 	guard  netguard.Guard
 	nsFile *os.File
 	up     bool
-	downAt time.Time
 }
 
 // newPool builds and starts n hosts and forms the cluster.
@@ -170,14 +168,15 @@ func (h *host) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("host %s: hypervisor: %w", h.id, err)
 	}
-	if h.guard == nil {
-		h.guard = netguardtest.New()
-		if h.nsFile != nil {
-			if h.guard, err = nft.New(nft.WithNetNS(int(h.nsFile.Fd())), nft.WithLogger(h.p.log)); err != nil {
-				hv.Close()
-				return err
-			}
+	switch {
+	case h.guard != nil: // made at first power-on; its namespace outlives the member
+	case h.nsFile != nil:
+		if h.guard, err = nft.New(nft.WithNetNS(int(h.nsFile.Fd())), nft.WithLogger(h.p.log)); err != nil {
+			hv.Close()
+			return err
 		}
+	default:
+		h.guard = netguardtest.New()
 	}
 	f, err := h.p.fencer()
 	if err != nil {
@@ -230,7 +229,7 @@ func (h *host) stop() {
 	if !h.up {
 		return
 	}
-	h.up, h.downAt = false, time.Now()
+	h.up = false
 	h.net.Cut()
 	h.hv.Close()
 	m, closed := h.member, make(chan struct{})
@@ -376,5 +375,3 @@ func canNetNS() (bool, string) {
 	}
 	return true, ""
 }
-
-var _ xenctl.Hypervisor = (*libvirt.Hypervisor)(nil)

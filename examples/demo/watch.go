@@ -29,8 +29,7 @@ type watch struct {
 	mu      sync.Mutex
 	last    map[string][]string // VM → hosts executing it
 	double  []DoubleRun
-	seen    map[string]bool // VMs seen executing at least once
-	history []sample        // when the set of running VMs changed
+	history []sample // when the set of running VMs changed
 }
 
 type sample struct {
@@ -39,7 +38,7 @@ type sample struct {
 }
 
 func newWatch(p *pool) *watch {
-	return &watch{p: p, start: time.Now(), last: map[string][]string{}, seen: map[string]bool{}}
+	return &watch{p: p, start: time.Now(), last: map[string][]string{}}
 }
 
 func (w *watch) run(ctx context.Context) {
@@ -80,36 +79,39 @@ func (w *watch) sample(ctx context.Context) {
 	at := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteDoubles(now, at)
 	once := 0
-	for vm, hosts := range now {
-		w.seen[vm] = true
+	for _, hosts := range now {
 		if len(hosts) == 1 {
 			once++
 		}
-		if len(hosts) > 1 {
-			prev := w.last[vm]
-			if !slices.Equal(prev, hosts) {
-				w.double = append(w.double, DoubleRun{VM: vm, Hosts: hosts, At: Millis(at.Sub(w.start))})
-			}
-		}
 	}
-	w.last = now
 	if n := len(w.history); n == 0 || w.history[n-1].running != once {
 		w.history = append(w.history, sample{at: at, running: once})
 	}
 }
 
-// snapshot reads the hypervisors now.
+// snapshot reads the hypervisors now; a double run it sees counts as one
+// the sampler saw.
 func (w *watch) snapshot(ctx context.Context) map[string][]string {
 	now := w.read(ctx)
+	at := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteDoubles(now, at)
+	return now
+}
+
+// noteDoubles records each VM found executing on a set of several hosts it
+// was not already recorded on, and remembers now for the next reading.
+// w.mu must be held.
+func (w *watch) noteDoubles(now map[string][]string, at time.Time) {
 	for vm, hosts := range now {
 		if len(hosts) > 1 && !slices.Equal(w.last[vm], hosts) {
-			w.double = append(w.double, DoubleRun{VM: vm, Hosts: hosts, At: Millis(time.Since(w.start))})
+			w.double = append(w.double, DoubleRun{VM: vm, Hosts: hosts, At: Millis(at.Sub(w.start))})
 		}
 	}
-	return now
+	w.last = now
 }
 
 // backAt is when, after t, the number of VMs running once last changed:
