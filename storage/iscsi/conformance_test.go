@@ -32,20 +32,7 @@ func TestConformanceNetworkDisk(t *testing.T) {
 		vol := tgtVolume(g.Portal, iqn)
 		missing := tgtVolume(g.Portal, iqn+"-gone")
 		missing.ID = "missing"
-		bad := func(id string, k, v string) storage.Volume {
-			x := tgtVolume(g.Portal, iqn)
-			x.ID = id
-			x.Params = map[string]string{}
-			for kk, vv := range vol.Params {
-				x.Params[kk] = vv
-			}
-			if v == "" {
-				delete(x.Params, k)
-			} else {
-				x.Params[k] = v
-			}
-			return x
-		}
+		bad := func(id, k, v string) storage.Volume { return storagetest.WithParam(vol, id, k, v) }
 		return storagetest.Subject{
 			A:       iscsi.New("host-a"),
 			B:       iscsi.New("host-b"),

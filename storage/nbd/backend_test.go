@@ -18,15 +18,7 @@ func TestConformanceNetworkMode(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storagetest.Subject {
 		vol := storage.Volume{ID: "vm1-disk0", Kind: Kind, Params: s.params("vm1-disk0")}
 		missing := storage.Volume{ID: "vm9-disk0", Kind: Kind, Params: s.params("vm9-disk0")}
-		withParam := func(k, v string) storage.Volume {
-			p := s.params("vm1-disk0")
-			if v == "" {
-				delete(p, k)
-			} else {
-				p[k] = v
-			}
-			return storage.Volume{ID: "vm1-disk0", Kind: Kind, Params: p}
-		}
+		withParam := func(k, v string) storage.Volume { return storagetest.WithParam(vol, vol.ID, k, v) }
 		return storagetest.Subject{
 			A:       New(WithHostName("dom0-a")),
 			B:       New(WithHostName("dom0-b")),

@@ -30,16 +30,7 @@ func TestConformanceNetworkDisk(t *testing.T) {
 		vol := ganeshaVolume(g, "vm1.img")
 		missing := ganeshaVolume(g, "nosuch.img")
 		missing.ID = "missing"
-		with := func(id, k, v string) storage.Volume {
-			x := ganeshaVolume(g, "vm1.img")
-			x.ID = id
-			if v == "" {
-				delete(x.Params, k)
-			} else {
-				x.Params[k] = v
-			}
-			return x
-		}
+		with := func(id, k, v string) storage.Volume { return storagetest.WithParam(vol, id, k, v) }
 		return storagetest.Subject{
 			A:       nfs.New("host-a"),
 			B:       nfs.New("host-b"),

@@ -254,3 +254,18 @@ func TestRacingTakeovers(t *testing.T) {
 		t.Fatalf("seed %d: no attach succeeded; the race proved nothing", seed)
 	}
 }
+
+func TestWithParamCopies(t *testing.T) {
+	good := storage.Volume{ID: "vm1-disk0", Kind: "nbd", Generation: 3, Params: map[string]string{"server": "198.18.0.1", "port": "10809"}}
+	set := storagetest.WithParam(good, "bad-port", "port", "0")
+	gone := storagetest.WithParam(good, "no-server", "server", "")
+	if set.ID != "bad-port" || set.Kind != "nbd" || set.Generation != 3 || set.Params["port"] != "0" || set.Params["server"] != "198.18.0.1" {
+		t.Errorf("WithParam(set port) = %+v", set)
+	}
+	if _, ok := gone.Params["server"]; ok || gone.ID != "no-server" || gone.Params["port"] != "10809" {
+		t.Errorf("WithParam(delete server) = %+v", gone)
+	}
+	if good.ID != "vm1-disk0" || good.Params["port"] != "10809" || good.Params["server"] != "198.18.0.1" {
+		t.Errorf("WithParam changed the volume it copied: %+v", good)
+	}
+}

@@ -46,6 +46,24 @@ type Subject struct {
 	Write func(ctx context.Context, b storage.Backend, vol storage.Volume) error
 }
 
+// WithParam returns a copy of v named id whose parameter key is value, or
+// absent if value is empty; v and its Params are left as they were. It
+// builds the Invalid volumes of a Subject from a good one, one bad
+// parameter each, with the ID naming what is wrong.
+func WithParam(v storage.Volume, id, key, value string) storage.Volume {
+	params := make(map[string]string, len(v.Params)+1)
+	for k, x := range v.Params {
+		params[k] = x
+	}
+	if value == "" {
+		delete(params, key)
+	} else {
+		params[key] = value
+	}
+	v.ID, v.Params = id, params
+	return v
+}
+
 // Run checks the storage.Backend contract against fresh subjects from
 // newSubject.
 func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
