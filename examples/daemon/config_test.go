@@ -102,8 +102,7 @@ func TestDecodeTooLarge(t *testing.T) {
 }
 
 // FuzzDecode: any input either decodes into a file that passes its own
-// checks and re-decodes the same, or is refused with ErrConfig; never a
-// panic.
+// checks, or is refused with ErrConfig; never a panic.
 func FuzzDecode(f *testing.F) {
 	for _, p := range []string{"testdata/xen-a.json", "testdata/witness.json"} {
 		b, err := os.ReadFile(p)

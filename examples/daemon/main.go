@@ -16,7 +16,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-
 	"flag"
 	"fmt"
 	"log/slog"
