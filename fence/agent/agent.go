@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,11 +94,7 @@ func New(targets map[string]Target, opts ...Option) (*Fencer, error) {
 	if f.timeout <= 0 || f.verify <= 0 || f.poll <= 0 {
 		return nil, errors.New("agent: timeouts and poll interval must be positive")
 	}
-	hosts := make([]string, 0, len(targets))
-	for h := range targets {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
+	hosts := slices.Sorted(maps.Keys(targets))
 	for _, h := range hosts {
 		t := targets[h]
 		if err := t.validate(); err != nil {
@@ -136,11 +133,7 @@ func resolve(agent string) (string, error) {
 
 func (t Target) validate() error {
 	var problems []string
-	keys := make([]string, 0, len(t.Options))
-	for k := range t.Options {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(t.Options))
 	for _, k := range keys {
 		v := t.Options[k]
 		switch {
@@ -162,12 +155,7 @@ func (t Target) validate() error {
 
 // Hosts returns the configured hosts, sorted.
 func (f *Fencer) Hosts() []string {
-	out := make([]string, 0, len(f.targets))
-	for h := range f.targets {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(f.targets))
 }
 
 func method(t Target) string { return "agent:" + filepath.Base(t.Agent) }

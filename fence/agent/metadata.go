@@ -5,8 +5,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -51,7 +52,7 @@ func ParseMetadata(data []byte) (Metadata, error) {
 	if len(md.Parameters) == 0 {
 		return Metadata{}, fmt.Errorf("agent: metadata of %s lists no parameters", m.Name)
 	}
-	sort.Strings(md.Parameters)
+	slices.Sort(md.Parameters)
 	return md, nil
 }
 
@@ -84,7 +85,7 @@ func (f *Fencer) Validate(ctx context.Context) error {
 			known[p] = true
 			known[strings.ReplaceAll(p, "-", "_")] = true
 		}
-		for _, k := range sortedKeys(t.Options) {
+		for _, k := range slices.Sorted(maps.Keys(t.Options)) {
 			if !known[k] {
 				problems = append(problems, fmt.Sprintf("host %q: %s has no option %q", host, filepath.Base(t.Agent), k))
 			}
@@ -108,13 +109,4 @@ func (f *Fencer) Validate(ctx context.Context) error {
 		return fmt.Errorf("agent: configuration does not match the agents' metadata: %s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

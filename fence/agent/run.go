@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,13 +102,8 @@ func (c *capped) String() string {
 
 // stdin renders the options and action in the fence-agents stdin format.
 func stdin(opts map[string]string, action string) []byte {
-	keys := make([]string, 0, len(opts))
-	for k := range opts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b bytes.Buffer
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		fmt.Fprintf(&b, "%s=%s\n", k, opts[k])
 	}
 	fmt.Fprintf(&b, "action=%s\n", action)

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,11 +146,7 @@ func New(targets map[string]Target, opts ...Option) (*Fencer, error) {
 	if f.timeout <= 0 || f.retries < 0 || f.verify <= 0 || f.poll <= 0 {
 		return nil, fmt.Errorf("ipmi: timeouts and poll interval must be positive and retries not negative")
 	}
-	names := make([]string, 0, len(targets))
-	for h := range targets {
-		names = append(names, h)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(targets))
 	for _, h := range names {
 		t := targets[h]
 		if err := t.validate(f.passwords != nil); err != nil {
@@ -201,12 +198,7 @@ func (t Target) validate(havePasswordFunc bool) error {
 
 // Hosts returns the configured host IDs, sorted.
 func (f *Fencer) Hosts() []string {
-	out := make([]string, 0, len(f.targets))
-	for h := range f.targets {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(f.targets))
 }
 
 func (f *Fencer) target(host, step string) (Target, error) {

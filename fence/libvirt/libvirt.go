@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/xenha/xenha/fence"
@@ -77,12 +78,7 @@ func New(targets map[string]Target, opts ...Option) (*Fencer, error) {
 
 // Hosts returns the configured hosts, sorted.
 func (f *Fencer) Hosts() []string {
-	out := make([]string, 0, len(f.targets))
-	for h := range f.targets {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(f.targets))
 }
 
 func (f *Fencer) fail(host, step string, t Target, err error) error {

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,12 +87,7 @@ func New(sender string, targets map[string][]string, opts ...Option) (*Fencer, e
 
 // Hosts returns the configured hosts, sorted.
 func (f *Fencer) Hosts() []string {
-	out := make([]string, 0, len(f.targets))
-	for h := range f.targets {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(f.targets))
 }
 
 func (f *Fencer) fail(host, step string, err error) error {
