@@ -138,10 +138,14 @@ func (s *session) waitPower(ctx context.Context, want bool) (int, error) {
 	if want {
 		step = "verify on"
 	}
+	end, _ := vctx.Deadline()
 	for polls := 1; ; polls++ {
 		on, err := s.power(vctx, step)
 		if err != nil {
-			if ctx.Err() == nil && vctx.Err() != nil {
+			// The client's socket deadline is vctx's, and a read can fail on it
+			// before vctx.Err() is set: ask the clock too, or a BMC that keeps
+			// answering "on" would be reported silent.
+			if ctx.Err() == nil && (vctx.Err() != nil || !time.Now().Before(end)) {
 				break
 			}
 			return polls, err
