@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -104,7 +105,7 @@ func (s *Summary) WriteText(w io.Writer) {
 		byHost[h] = append(byHost[h], vm)
 	}
 	fmt.Fprintln(w, "\nfinal placement:")
-	for _, h := range slices.Sorted(mapKeys(byHost)) {
+	for _, h := range slices.Sorted(maps.Keys(byHost)) {
 		vms := byHost[h]
 		slices.Sort(vms)
 		fmt.Fprintf(w, "  %-4s %s\n", h, strings.Join(vms, " "))
@@ -130,14 +131,4 @@ func (s *Summary) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(s)
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -129,7 +130,7 @@ func (v *view) drawLocked(st *ha.State, final bool) {
 	}
 	cur := v.cells(st)
 	changed := false
-	for _, k := range slices.Sorted(mapKeys(cur)) {
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
 		if v.prev[k] != cur[k] {
 			changed = true
 			if !v.terminal {
@@ -159,7 +160,7 @@ func (v *view) table(st *ha.State, cur map[string]string) string {
 	fmt.Fprintf(&b, "%-5s %-28s %s\n", "HOST", "STATE", "VMS (● running, ○ starting)")
 	byHost := map[string][]string{}
 	var unplaced []string
-	for _, name := range slices.Sorted(mapKeys(st.VMs)) {
+	for _, name := range slices.Sorted(maps.Keys(st.VMs)) {
 		vm := st.VMs[name]
 		mark := "○"
 		if vm.Observed.Host == vm.Host && vm.Observed.State.Executing() {
@@ -171,7 +172,7 @@ func (v *view) table(st *ha.State, cur map[string]string) string {
 		}
 		byHost[vm.Host] = append(byHost[vm.Host], mark+name)
 	}
-	for _, id := range slices.Sorted(mapKeys(st.Hosts)) {
+	for _, id := range slices.Sorted(maps.Keys(st.Hosts)) {
 		fmt.Fprintf(&b, "%-5s %-28s %s\n", id, cur["host "+id], strings.Join(byHost[id], " "))
 	}
 	if len(unplaced) > 0 {
