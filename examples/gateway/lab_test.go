@@ -115,9 +115,8 @@ type labHost struct {
 	nsFile *os.File
 	net    *powercut.Network
 
-	mu     sync.Mutex
-	m      *member
-	downAt time.Time
+	mu sync.Mutex
+	m  *member
 }
 
 func (l *lab) run(args ...string) string {
@@ -211,7 +210,6 @@ func (l *lab) powerOff(h *labHost) {
 	if h.m == nil {
 		return
 	}
-	h.downAt = time.Now()
 	h.net.Cut()
 	_ = exec.Command("ip", "-n", l.lan, "link", "set", h.uplink, "down").Run()
 	for _, g := range l.gws {
