@@ -61,66 +61,15 @@ type queued struct {
 	inventory []xenctl.Domain
 }
 
-// eventQueue is unbounded so that neither libvirt's event loop nor the
-// monitor ever blocks on a slow reader, and order is kept.
-type eventQueue struct {
-	mu     sync.Mutex
-	items  []queued
-	wake   chan struct{}
-	closed bool
-}
-
-func (q *eventQueue) init() { q.wake = make(chan struct{}, 1) }
-
-func (q *eventQueue) push(it queued) {
-	q.mu.Lock()
-	if !q.closed {
-		q.items = append(q.items, it)
-	}
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (q *eventQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// pop waits for the next item; ok is false once the queue is closed.
-func (q *eventQueue) pop() (queued, bool) {
-	for {
-		q.mu.Lock()
-		if q.closed {
-			q.mu.Unlock()
-			return queued{}, false
-		}
-		if len(q.items) > 0 {
-			it := q.items[0]
-			q.items = q.items[1:]
-			q.mu.Unlock()
-			return it, true
-		}
-		q.mu.Unlock()
-		<-q.wake
-	}
-}
-
 // dispatch turns queued items into xenctl events for the subscribers.
 func (h *Hypervisor) dispatch() {
 	defer h.wg.Done()
-	for {
-		it, ok := h.queue.pop()
-		if !ok {
-			return
-		}
+	items := make(chan queued)
+	go func() {
+		h.queue.Drain(context.Background(), items) // until Close
+		close(items)
+	}()
+	for it := range items {
 		if it.raw == nil {
 			h.publish(xenctl.Event{Kind: it.kind, Inventory: it.inventory, Time: time.Now()})
 			continue

@@ -37,8 +37,8 @@ type Hypervisor struct {
 	lost    chan struct{} // wakes the monitor: the connection broke
 	done    chan struct{} // closed by Close
 	life    context.Context
-	endLife context.CancelFunc // cancels background calls at Close
-	queue   eventQueue         // raw lifecycle events and connection markers, in order
+	endLife context.CancelFunc    // cancels background calls at Close
+	queue   *eventq.Queue[queued] // raw lifecycle events and connection markers, in order
 	wg      sync.WaitGroup
 }
 
@@ -88,7 +88,7 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) 
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	h.queue.init()
+	h.queue = eventq.New[queued]()
 	h.life, h.endLife = context.WithCancel(context.Background())
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("libvirt %s: %w: starting the event loop: %v", uri, xenctl.ErrUnavailable, err)
@@ -138,7 +138,7 @@ func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*connRef, string, er
 		}
 		if err == nil {
 			_, err = c.DomainEventLifecycleRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventLifecycle) {
-				h.queue.push(queued{gen: gen, raw: rawEvent(d, ev)})
+				h.queue.Push(queued{gen: gen, raw: rawEvent(d, ev)})
 			})
 		}
 		if err != nil {
@@ -200,7 +200,7 @@ func (h *Hypervisor) monitor() {
 			if old == nil {
 				continue
 			}
-			h.queue.push(queued{gen: gen, kind: xenctl.EventDisconnected})
+			h.queue.Push(queued{gen: gen, kind: xenctl.EventDisconnected})
 			go old.release()
 		}
 		if !h.reconnect() {
@@ -251,7 +251,7 @@ func (h *Hypervisor) reconnect() bool {
 			continue
 		}
 		h.log.Info("libvirt connected", "uri", h.uri, "domains", len(inv))
-		h.queue.push(queued{gen: gen, kind: xenctl.EventReconnected, inventory: inv})
+		h.queue.Push(queued{gen: gen, kind: xenctl.EventReconnected, inventory: inv})
 		return true
 	}
 }
@@ -335,7 +335,7 @@ func (h *Hypervisor) Close() error {
 	h.mu.Unlock()
 	h.endLife()
 	close(h.done)
-	h.queue.close()
+	h.queue.Close()
 	h.wg.Wait()
 	if c != nil {
 		// Closing a connection to a hung daemon can block; do not make the
