@@ -131,10 +131,16 @@ func TestFakeCallerCannotMutate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Rules[0].VIF.MAC[5] = 0x77
-	got, _ := g.Current(t.Context())
+	got, err := g.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	got.Rules[0].Allow = false
-	if !g.Allowed(net.HardwareAddr{2, 0, 0, 0, 0, 1}) {
-		t.Error("mutating the caller's slices changed the state in force")
+	got.Rules[0].VIF.MAC[5] = 0x78
+	// Guarded, not merely allowed: an unguarded MAC is allowed too, so
+	// Allowed alone would pass if the MAC in force had been rewritten.
+	if allowed, guarded := g.State().Allowed(net.HardwareAddr{2, 0, 0, 0, 0, 1}); !allowed || !guarded {
+		t.Errorf("mutating the caller's slices changed the state in force: %+v", g.State())
 	}
 }
 
