@@ -3,7 +3,6 @@ package iscsi_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -24,14 +23,9 @@ func hostVolume(gen uint64) storage.Volume {
 // replay loads a recorded transcript from testdata/host.
 func replay(t *testing.T, name string) *run.Replay {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "host", name))
+	steps, err := run.ReadTranscript(filepath.Join("testdata", "host", name))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	steps, err := run.ParseTranscript(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
 	}
 	return run.NewReplay(steps...)
 }

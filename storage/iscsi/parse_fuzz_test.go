@@ -1,7 +1,6 @@
 package iscsi
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,14 +13,9 @@ func recordedOutputs(f *testing.F) []string {
 	files, _ := filepath.Glob(filepath.Join("testdata", "host", "*.txt"))
 	var out []string
 	for _, name := range files {
-		fh, err := os.Open(name)
+		steps, err := run.ReadTranscript(name)
 		if err != nil {
 			f.Fatal(err)
-		}
-		steps, err := run.ParseTranscript(fh)
-		fh.Close()
-		if err != nil {
-			f.Fatalf("%s: %v", name, err)
 		}
 		for _, st := range steps {
 			out = append(out, st.Stdout)

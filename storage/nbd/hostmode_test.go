@@ -75,14 +75,9 @@ func transcript(t *testing.T, names ...string) []run.Step {
 	t.Helper()
 	var steps []run.Step
 	for _, n := range names {
-		f, err := os.Open(filepath.Join("testdata", n+".transcript"))
+		s, err := run.ReadTranscript(filepath.Join("testdata", n+".transcript"))
 		if err != nil {
 			t.Fatal(err)
-		}
-		s, err := run.ParseTranscript(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", n, err)
 		}
 		steps = append(steps, s...)
 	}

@@ -27,14 +27,9 @@ func mountVolume(options string) storage.Volume {
 
 func replay(t *testing.T, name string) *run.Replay {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "host", name))
+	steps, err := run.ReadTranscript(filepath.Join("testdata", "host", name))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	steps, err := run.ParseTranscript(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
 	}
 	return run.NewReplay(steps...)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,6 +166,21 @@ func ParseTranscript(r io.Reader) ([]Step, error) {
 		}
 	}
 	return steps, sc.Err()
+}
+
+// ReadTranscript parses the transcript in file (see [ParseTranscript]); a
+// parse error names the file.
+func ReadTranscript(file string) ([]Step, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	steps, err := ParseTranscript(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return steps, nil
 }
 
 func splitArgs(s string) ([]string, error) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -160,4 +162,26 @@ func FuzzParseTranscript(f *testing.F) {
 			t.Fatalf("%d steps became %d", len(steps), len(again))
 		}
 	})
+}
+
+func TestReadTranscriptNamesFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.txt")
+	if err := os.WriteFile(good, []byte(sampleTranscript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := ReadTranscript(good)
+	if err != nil || len(steps) != 2 {
+		t.Fatalf("ReadTranscript(%s) = %d steps, %v; want 2", good, len(steps), err)
+	}
+	bad := filepath.Join(dir, "bad.txt")
+	if err := os.WriteFile(bad, []byte("1> output before any command\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadTranscript(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("ReadTranscript(%s) = %v; want an error naming the file", bad, err)
+	}
+	if _, err := ReadTranscript(filepath.Join(dir, "absent.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadTranscript(absent) = %v; want os.ErrNotExist", err)
+	}
 }
