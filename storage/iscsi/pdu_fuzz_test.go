@@ -110,8 +110,7 @@ func FuzzTargetAnswers(f *testing.F) {
 		go func() { _, _ = server.Write(answers); server.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		c := &conn{nc: client, portal: "pipe", initiator: DefaultInitiatorName, nextITT: 1, cmdSN: 1, stop: func() bool { return true }}
-		c.isid[0] = 0x80
+		c := pipeConn(client)
 		defer client.Close()
 		if err := c.login(ctx, "Normal", "iqn.2026-11.test:fuzz"); err != nil {
 			return
@@ -123,6 +122,15 @@ func FuzzTargetAnswers(f *testing.F) {
 	})
 }
 
+// pipeConn is a connection over one end of a net.Pipe, in the state dial
+// leaves it in; the test owns the pipe's lifetime.
+func pipeConn(nc net.Conn) *conn {
+	c := newConn(nc, "pipe", DefaultInitiatorName)
+	c.isid[0] = 0x80
+	c.stop = func() bool { return true }
+	return c
+}
+
 // playTarget runs a login and READ CAPACITY against canned target answers.
 func playTarget(t *testing.T, answers []byte) (Capacity, error) {
 	client, server := net.Pipe()
@@ -131,7 +139,7 @@ func playTarget(t *testing.T, answers []byte) (Capacity, error) {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &conn{nc: client, portal: "pipe", initiator: DefaultInitiatorName, nextITT: 1, cmdSN: 1, stop: func() bool { return true }}
+	c := pipeConn(client)
 	if err := c.login(ctx, "Normal", "iqn.2026-11.test:canned"); err != nil {
 		return Capacity{}, err
 	}
