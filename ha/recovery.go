@@ -383,6 +383,12 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 		h := s.Hosts[vm.Host]
 		switch {
 		case h == nil || h.State == HostLeft:
+			// Removed, not fenced: it may be alive and still run the VM
+			// under its lease. It stops renewing (and isolates itself once
+			// it sees it left), so wait out the lease as after a fence.
+			if !f.det.verdict(vm.Host).Reassignable {
+				continue
+			}
 			want = append(want, name)
 		case h.Epoch > vm.OwnerEpoch && h.State == HostFenced:
 			// Fence before recover: the proof is committed (the epoch moved)
