@@ -29,7 +29,8 @@ type Hypervisor struct {
 
 	mu     sync.Mutex
 	conn   *connRef // nil while disconnected
-	gen    uint64   // increments with every connection
+	gen    uint64   // the current connection's generation
+	dials  uint64   // generations handed out: one per dial, never reused
 	driver string   // virConnectGetType of the current connection
 	closed bool
 	subs   map[*eventq.Queue[xenctl.Event]]struct{}
@@ -93,6 +94,7 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Hypervisor, error) 
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("libvirt %s: %w: starting the event loop: %v", uri, xenctl.ErrUnavailable, err)
 	}
+	h.dials = 1
 	c, driver, err := h.dial(ctx, 1)
 	switch {
 	case err == nil:
@@ -142,7 +144,7 @@ func (h *Hypervisor) dial(ctx context.Context, gen uint64) (*connRef, string, er
 			})
 		}
 		if err != nil {
-			_, _ = c.Close()
+			closeRaw(c)
 			ch <- result{err: err}
 			return
 		}
@@ -221,8 +223,12 @@ func (h *Hypervisor) reconnect() bool {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, h.maxBackoff)
+		// Every dial gets a generation of its own: a failed or abandoned
+		// dial's close and lifecycle callbacks must never pass for those of
+		// a later connection.
 		h.mu.Lock()
-		gen := h.gen + 1
+		h.dials++
+		gen := h.dials
 		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(h.life, h.dialTimeout)
 		c, driver, err := h.dial(ctx, gen)
