@@ -412,6 +412,7 @@ func (c *Cluster) watchLeadership(notify <-chan bool) {
 		c.leaderMu.Lock()
 		if c.leaderCancel != nil {
 			c.leaderCancel()
+			c.peers.reset()
 			c.leaderCtx, c.leaderCancel, c.leaderSince = nil, nil, time.Time{}
 			c.emit(Event{Kind: EventLeaderLost, Host: c.cfg.ID})
 			c.log.Info("leadership lost")
@@ -430,6 +431,7 @@ func (c *Cluster) watchLeadership(notify <-chan bool) {
 			}
 			c.leaderMu.Lock()
 			if c.leaderCancel == nil {
+				c.peers.reset()
 				c.leaderCtx, c.leaderCancel = context.WithCancel(c.ctx)
 				c.leaderSince = time.Now()
 				c.hooksMu.Lock()
@@ -459,7 +461,11 @@ func (c *Cluster) watchObservations(obs <-chan raft.Observation) {
 					c.emit(Event{Kind: EventLeaderChanged, Host: string(v.LeaderID)})
 				}
 			case raft.FailedHeartbeatObservation:
-				c.peers.failed(string(v.PeerID), v.LastContact)
+				// Only the leader heartbeats; a report from a term this
+				// member no longer leads would outlive the reset.
+				if c.isLeader() {
+					c.peers.failed(string(v.PeerID), v.LastContact)
+				}
 			case raft.ResumedHeartbeatObservation:
 				c.peers.resumed(string(v.PeerID))
 			}

@@ -357,6 +357,17 @@ func (p *peerHealth) resumed(id string) {
 
 func (p *peerHealth) forget(id string) { p.resumed(id) }
 
+// reset forgets every failure. Raft reports a peer's failures and its
+// recovery from them only within one leadership term (a new term's
+// heartbeats start with a clean count and never report "resumed"), so a
+// failure remembered from an earlier term would mark a live peer dead for
+// good: the leadership watcher resets at every change.
+func (p *peerHealth) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failing = nil
+}
+
 func (p *peerHealth) alive(id string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -162,6 +162,52 @@ func TestRemoveNeverLosesQuorum(t *testing.T) {
 	}
 }
 
+// reachable reports whether leader's Members lists id as reachable.
+func reachable(leader *ha.Cluster, id string) bool {
+	ms, _ := leader.Members()
+	for _, m := range ms {
+		if m.ID == id {
+			return m.Reachable
+		}
+	}
+	return false
+}
+
+// A leader that saw a peer fail, lost leadership, and leads again must judge
+// the peer afresh: Raft reports a failing peer's recovery only within the
+// term in which it failed, so a failure remembered across terms would list a
+// live member as unreachable for good (and RemoveDeadAfter would remove it).
+func TestReachableAfterLeadershipReturns(t *testing.T) {
+	t.Parallel()
+	hc := hatest.New(t, 3)
+	ctx := ctxT(t, 90*time.Second)
+	l := waitLeader(t, ctx, hc)
+	cut := (l + 1) % 3
+	hc.Partition([]int{l, (l + 2) % 3}, []int{cut})
+	eventually(t, ctx, "leader sees the cut-off member unreachable", func() bool {
+		return !reachable(hc.Member(l), hc.ID(cut))
+	})
+	if err := hc.MakeFollower(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	hc.Heal()
+	// Hand leadership around until l leads again.
+	for {
+		now, err := hc.WaitLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now == l {
+			break
+		}
+		_ = hc.Member(now).TransferLeadership(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+	eventually(t, ctx, "leader again sees the healed member reachable", func() bool {
+		return reachable(hc.Member(l), hc.ID(cut))
+	})
+}
+
 func TestLeaderLeaves(t *testing.T) {
 	t.Parallel()
 	hc := hatest.New(t, 4)
