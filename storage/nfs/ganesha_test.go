@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -92,7 +94,38 @@ EXPORT {
 	for _, port := range []int{g.NFSPort, g.MountPort} {
 		p.WaitListening(t, "127.0.0.1:"+strconv.Itoa(port), 20*time.Second)
 	}
+	g.waitRegistered(t, p)
 	return g
+}
+
+// waitRegistered waits until rpcbind maps MOUNT v3 and NFS v3 to g's ports:
+// ganesha listens a moment before it registers, and a probe in that moment
+// finds no MOUNT program.
+func (g *ganesha) waitRegistered(t testing.TB, p *testenv.Process) {
+	t.Helper()
+	want := []string{
+		fmt.Sprintf("100005 3 tcp %d", g.MountPort),
+		fmt.Sprintf("100003 3 tcp %d", g.NFSPort),
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("rpcinfo", "-p", "127.0.0.1").Output()
+		lines := map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			// program, version, protocol, port, then the service's name
+			if f := strings.Fields(l); len(f) >= 4 {
+				lines[strings.Join(f[:4], " ")] = true
+			}
+		}
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return lines[w] })
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ganesha did not register %v with rpcbind within 20 s; rpcinfo -p:\n%s\nits log (%s):\n%s", missing, out, p.LogPath, p.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Disk creates a sparse image of size bytes in the export.
