@@ -126,10 +126,14 @@ type Config struct {
 
 	// Failure handling (the Heartbeat ha.cf names).
 
-	KeepAlive         time.Duration // lease renewal interval
-	WarnTime          time.Duration // silence after which a warning event is sent
-	DeadTime          time.Duration // silence after which a host is committed suspect and fencing starts
-	InitDead          time.Duration // grace after a member starts or a leader is elected
+	KeepAlive time.Duration // lease renewal interval
+	WarnTime  time.Duration // silence after which a warning event is sent
+	DeadTime  time.Duration // silence after which a host is committed suspect and fencing starts
+	// InitDead is the grace, after a member starts or a leader is elected,
+	// for hosts not heard from since. A new leader probes the hosts that
+	// renewed before its election and ends the grace of any it cannot reach
+	// for DeadTime: that host died, most likely with the old leader.
+	InitDead          time.Duration
 	Lease             time.Duration // a renewal is valid for Lease from its send time
 	ReassignAfter     time.Duration // silence after which a fenced host's VMs may be reassigned
 	FencePolicy       FencePolicy

@@ -56,6 +56,10 @@ type Verdict struct {
 	// LeaseExpired: silence is past Lease + WatchdogTimeout, so a host with a
 	// working watchdog has reset itself (FencePolicy AllowLeaseExpiry only).
 	LeaseExpired bool
+	// Probe: the host has the grace that follows an election and renewed
+	// before it, so the leader probes it; if it stays unreachable for
+	// DeadTime, the grace ends early (see probed).
+	Probe bool
 }
 
 // detector tracks renewals per host. Safe for concurrent use: onApplied
@@ -68,13 +72,16 @@ type detector struct {
 	started time.Time
 	leader  time.Time // zero while not leader
 	last    map[string]time.Time
+	// unreachable: when the current run of failed probes of a host began,
+	// this leadership term only; a probe that answers ends the run.
+	unreachable map[string]time.Time
 }
 
 func newDetector(t timings, now func() time.Time) *detector {
 	if now == nil {
 		now = time.Now
 	}
-	return &detector{t: t, now: now, started: now(), last: map[string]time.Time{}}
+	return &detector{t: t, now: now, started: now(), last: map[string]time.Time{}, unreachable: map[string]time.Time{}}
 }
 
 // renewed records that a renewal from host was applied now.
@@ -89,6 +96,25 @@ func (d *detector) forget(host string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.last, host)
+	delete(d.unreachable, host)
+}
+
+// probed records the outcome of a probe of host that the leader started at
+// start: answered (ok) or not. A probe started before this leadership term
+// says nothing about it and is ignored.
+func (d *detector) probed(host string, start time.Time, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.leader.IsZero() || start.Before(d.leader) {
+		return
+	}
+	if ok {
+		delete(d.unreachable, host)
+		return
+	}
+	if _, failing := d.unreachable[host]; !failing {
+		d.unreachable[host] = start
+	}
 }
 
 // becameLeader starts the leader's count. Silence is never counted from
@@ -98,6 +124,7 @@ func (d *detector) becameLeader() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.leader = d.now()
+	clear(d.unreachable)
 }
 
 // lostLeadership stops the count.
@@ -105,6 +132,7 @@ func (d *detector) lostLeadership() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.leader = time.Time{}
+	clear(d.unreachable)
 }
 
 // verdict judges one host. It is meaningful only on the leader: on a
@@ -135,11 +163,20 @@ func (d *detector) verdictLocked(host string, now time.Time) Verdict {
 	dead := v.Silence > d.t.DeadTime
 	// A host not heard from since this member started or became leader gets
 	// InitDead from that instant: it may still be booting, or still be
-	// finding the new leader to send its renewals to. That delays the
-	// failover of a host that died with the old leader by InitDead, and
-	// spares live hosts a fence after every election.
+	// finding the new leader to send its renewals to. That spares live
+	// hosts a fence after every election.
+	//
+	// A host that renewed before the grace began is not booting, so the
+	// leader probes it. One that stays unreachable for DeadTime died (or is
+	// cut off from the leader, and so cannot renew either): its grace ends,
+	// and a host that died with the old leader is fenced without waiting
+	// out InitDead. Reassignable still counts from the election, so this
+	// only starts fencing sooner; it never moves a VM sooner.
 	if grace := max(d.started, d.leader); (!seen || !last.After(grace)) && now.Sub(grace) <= d.t.InitDead {
-		dead = false
+		v.Probe = seen
+		if u, failing := d.unreachable[host]; !seen || !failing || now.Sub(u) < d.t.DeadTime {
+			dead = false
+		}
 	}
 	switch {
 	case dead:

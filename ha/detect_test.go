@@ -135,3 +135,66 @@ func TestDetectorLeaseExpiryNeedsWatchdog(t *testing.T) {
 		t.Fatalf("past Lease+Watchdog: %+v, want expired", v[0])
 	}
 }
+
+// After an election, a host that renewed before it keeps InitDead to find the
+// new leader while it answers probes, and loses the grace once probes have
+// failed for DeadTime: it died with the old leader. A host never heard from
+// may be booting, and keeps the whole grace whatever probes say.
+func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
+	tm := fastTimings
+	tm.InitDead = 10 * time.Second
+	clk := newFakeClock()
+	d := newDetector(tm, clk.Now)
+	clk.Advance(20 * time.Second)
+	d.renewed("dead")
+	d.renewed("slow")
+	clk.Advance(time.Second) // the old leader dies; an election follows
+	d.becameLeader()
+	start := clk.Now()
+	if v := d.verdict("dead"); !v.Probe {
+		t.Fatalf("a host seen before the election: %+v, want probed", v)
+	}
+	if v := d.verdict("booting"); v.Probe {
+		t.Fatalf("a host never seen: %+v, want no probe", v)
+	}
+	// A probe that started before this term counts for nothing.
+	d.probed("dead", start.Add(-time.Millisecond), false)
+	d.probed("dead", start, false)
+	d.probed("slow", start, true)
+	d.probed("booting", start, false)
+	clk.Advance(399 * time.Millisecond)
+	if v := d.verdict("dead"); v.Health == HealthDead {
+		t.Fatalf("unreachable for less than DeadTime: %+v, want not dead yet", v)
+	}
+	clk.Advance(2 * time.Millisecond)
+	d.probed("dead", clk.Now(), false) // a later failure keeps the run's start
+	if v := d.verdict("dead"); v.Health != HealthDead || v.Reassignable {
+		t.Fatalf("unreachable past DeadTime: %+v, want dead, not yet reassignable", v)
+	}
+	for _, h := range []string{"slow", "booting"} {
+		if v := d.verdict(h); v.Health == HealthDead {
+			t.Fatalf("%s within InitDead: %+v, want not dead", h, v)
+		}
+	}
+	clk.Advance(450 * time.Millisecond)
+	if v := d.verdict("dead"); !v.Reassignable {
+		t.Fatalf("silent past ReassignAfter since the election: %+v, want reassignable", v)
+	}
+	// An answer restores the grace; a renewal ends the probing.
+	d.probed("dead", clk.Now(), true)
+	if v := d.verdict("dead"); v.Health == HealthDead {
+		t.Fatalf("answered a probe: %+v, want the grace back", v)
+	}
+	d.renewed("slow")
+	if v := d.verdict("slow"); v.Probe || v.Health != HealthOK {
+		t.Fatalf("renewed: %+v, want OK and no probe", v)
+	}
+	// A new term starts with a clean slate.
+	d.probed("dead", clk.Now(), false)
+	d.lostLeadership()
+	d.becameLeader()
+	clk.Advance(time.Second)
+	if v := d.verdict("dead"); v.Health == HealthDead {
+		t.Fatalf("failures from the last term: %+v, want ignored", v)
+	}
+}

@@ -326,3 +326,35 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 		t.Fatalf("fence records %+v, want one by lease-expiry", s.Fences)
 	}
 }
+
+// When the leader dies, the next leader finds it unreachable and fences it
+// without waiting out InitDead (60 s here, longer than the test may run),
+// while the live hosts, which answer, are never fenced.
+func TestFailoverLeaderDeathSkipsInitDead(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.Configure(func(i int, cfg *ha.Config) { cfg.InitDead = time.Minute }))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.WaitLeader(ctx)
+	leader := w.ID(l)
+	moving := w.VMsOn(leader)
+	w.Kill(l)
+	for _, vm := range moving {
+		host, err := w.WaitRunning(ctx, vm, leader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host == leader {
+			t.Fatalf("VM %s on the dead leader", vm)
+		}
+	}
+	for _, f := range w.State().Fences {
+		if f.Host != leader {
+			t.Fatalf("live host %s fenced: %+v", f.Host, f)
+		}
+	}
+}

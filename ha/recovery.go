@@ -147,7 +147,7 @@ func (f *failover) lead(ctx context.Context) {
 			return
 		}
 	}
-	r := &recovery{f: f, fencing: map[string]context.CancelFunc{}, warned: map[string]bool{}, released: map[string]bool{}}
+	r := &recovery{f: f, fencing: map[string]context.CancelFunc{}, warned: map[string]bool{}, released: map[string]bool{}, probing: map[string]bool{}}
 	defer r.stopAll()
 	period := max(f.cfg.KeepAlive/2, 10*time.Millisecond)
 	t := time.NewTicker(period)
@@ -170,6 +170,9 @@ type recovery struct {
 	fencing  map[string]context.CancelFunc // "host@epoch" → cancel
 	warned   map[string]bool
 	released map[string]bool // "vm@host" releases proposed this term
+
+	probeMu sync.Mutex
+	probing map[string]bool // hosts with a probe in flight
 }
 
 func (r *recovery) stopAll() {
@@ -195,6 +198,9 @@ func (r *recovery) step(ctx context.Context) {
 			continue // a witness runs nothing; the leader is alive by definition
 		}
 		v := f.det.verdict(id)
+		if v.Probe {
+			r.probe(ctx, id, h.Addr)
+		}
 		switch h.State {
 		case HostOnline, HostMaintenance:
 			switch v.Health {
@@ -242,6 +248,42 @@ func (r *recovery) step(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// probe asks host, at addr, whether it is there, unless a probe of it is
+// already in flight, and tells the detector. Any answer will do, even an
+// error: only a member that is up answers at all. A probe that gets no
+// answer within DeadTime failed. Probes of one host are KeepAlive apart.
+func (r *recovery) probe(ctx context.Context, host, addr string) {
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
+	if r.probing[host] || addr == "" {
+		return
+	}
+	r.probing[host] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f := r.f
+		start := f.det.now()
+		pctx, cancel := context.WithTimeout(ctx, f.cfg.DeadTime)
+		_, err := f.c.call(pctx, addr, rpcRequest{Op: opPing})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		f.det.probed(host, start, err == nil)
+		if err != nil {
+			kick(f.leaderKick)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(max(f.cfg.KeepAlive, 10*time.Millisecond)):
+		}
+		r.probeMu.Lock()
+		delete(r.probing, host)
+		r.probeMu.Unlock()
+	}()
 }
 
 // fence fences host at epoch until a proof is committed or ctx ends,

@@ -29,6 +29,7 @@ const (
 	opApply     = "apply"
 	opReadIndex = "readindex"
 	opRemove    = "remove"
+	opPing      = "ping" // answered by every member: the leader's probe
 )
 
 type rpcRequest struct {
@@ -86,6 +87,9 @@ func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rp
 			_, r.Leader = c.Leader()
 		}
 		return r
+	}
+	if req.Op == opPing {
+		return rpcResponse{}
 	}
 	if !c.isLeader() {
 		return fail(fmt.Errorf("ha: member %s: %w", c.cfg.ID, ErrNotLeader))
