@@ -319,6 +319,14 @@ func (c *assignCmd) kind() string { return "vm.assign" }
 // placed, released, or taken from a fenced host) may go anywhere unless the
 // host it was last seen on is alive and has not reported it stopped from a
 // view that includes the release.
+// mayStillRun reports whether the host a VM without a host was last
+// observed on may still run it: it last reported it running (or in an
+// unknown state), or has not reported since the VM was released.
+func mayStillRun(vm *VM) bool {
+	o := vm.Observed
+	return o.State.Active() || o.State == xenctl.StateUnknown || o.ViewIndex < vm.Released
+}
+
 func mayLeave(s *State, vm *VM) error {
 	if vm.Host == "" {
 		o := vm.Observed

@@ -42,3 +42,48 @@ func TestFailoverRemovedLiveHostIsWaitedOut(t *testing.T) {
 		}
 	}
 }
+
+// The same with VMs the host was already told to give up: a stop-and-start
+// move is committed while the host is cut off (so it never hears of it and
+// keeps running them), then the host is removed. A released VM goes
+// anywhere once the host it last ran on is gone, but not before that host's
+// lease has run out.
+func TestFailoverReleasedVMsOfRemovedHostAreWaitedOut(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3)
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	vms := testVMs(6)
+	for i := range vms {
+		vms[i].Spec.Volumes = []string{"disk-" + vms[i].Name} // no live migration
+	}
+	if err := w.AddVMs(ctx, vms...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MakeFollower(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	onH2 := w.VMsOn("h2")
+	if len(onH2) == 0 {
+		t.Fatalf("no VM on h2:\n%s", w.Describe())
+	}
+	w.Partition([]int{1}, []int{0, 2})
+	l, err := w.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range onH2 {
+		if err := w.Member(l).Migrate(ctx, vm, w.ID(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Member(l).Remove(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range onH2 {
+		if _, err := w.WaitRunning(ctx, vm, "h2"); err != nil {
+			t.Fatalf("%v\n%s", err, w.Describe())
+		}
+	}
+}

@@ -417,9 +417,17 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			continue
 		}
 		if vm.Host == "" {
-			if mayLeave(s, vm) == nil {
-				want = append(want, name)
+			if mayLeave(s, vm) != nil {
+				continue
 			}
+			// It may go because the host it last ran on left or was
+			// fenced, not because that host reported it stopped: the
+			// host may still run it under its lease, so wait that out
+			// as for a VM it holds.
+			if o := vm.Observed; o.Host != "" && mayStillRun(vm) && !f.det.verdict(o.Host).Reassignable {
+				continue
+			}
+			want = append(want, name)
 			continue
 		}
 		h := s.Hosts[vm.Host]
