@@ -23,7 +23,8 @@ var (
 // to the moment every VM it ran executes on another host (seen by the fake
 // hypervisors). FastLAN profile, 3 hosts, 30 VMs, a fencing device that
 // answers in 50 ms. Non-leader and leader victims are reported apart: a
-// leader's death adds an election and InitDead to the detection.
+// leader's death adds an election, and the new leader counts ReassignAfter
+// from its election.
 //
 //	go test -run '^$' -bench BenchmarkFailover -benchtime 1x ./ha/
 func BenchmarkFailover(b *testing.B) {
