@@ -150,6 +150,18 @@ type Config struct {
 	Storage    map[string]storage.Backend // by storage.Volume.Kind
 	// Capacity overrides what the hypervisor reports for this host.
 	Capacity *Capacity
+	// Watchdog, when set, is fed this host's lease: Feed(end) each time a
+	// renewal commits and the lease grows, Feed(time.Time{}) when the lease
+	// is lost. A fence/watchdog Keeper makes the lease self-enforcing: the
+	// host resets at most its timeout after the lease ends. Required on
+	// hosts that run VMs under FencePolicy AllowLeaseExpiry.
+	Watchdog LeaseWatchdog
+}
+
+// LeaseWatchdog is fed a host's lease; *watchdog.Keeper (fence/watchdog) is
+// one. Feed must not block.
+type LeaseWatchdog interface {
+	Feed(until time.Time)
 }
 
 // minRaftTimeout is the smallest Raft timeout Validate accepts: at 250 ms and

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/xenha/xenha/xenctl"
 )
@@ -30,6 +31,14 @@ func validateFailover(c *Config) error {
 	}
 	if c.FencePolicy != AllowLeaseExpiry && c.WatchdogTimeout > 0 {
 		return bad("FencePolicy", "WatchdogTimeout is set but FencePolicy is %q: set FencePolicy to AllowLeaseExpiry to count watchdog resets as fencing, or clear WatchdogTimeout", c.FencePolicy)
+	}
+	if c.FencePolicy == AllowLeaseExpiry && c.Role != RoleWitness && c.Hypervisor != nil {
+		if c.Watchdog == nil {
+			return bad("Watchdog", "nil under FencePolicy AllowLeaseExpiry on a host that runs VMs: the leader counts this host's silence past Lease + WatchdogTimeout as a fence only because a watchdog resets it by then; set Watchdog (a fence/watchdog Keeper) or use RequireFence")
+		}
+		if tw, ok := c.Watchdog.(interface{ Timeout() time.Duration }); ok && tw.Timeout() > c.WatchdogTimeout {
+			return bad("WatchdogTimeout", "%v is shorter than the watchdog's own timeout %v: the leader would count the host as reset before its watchdog fires; raise WatchdogTimeout", c.WatchdogTimeout, tw.Timeout())
+		}
 	}
 	for kind, be := range c.Storage {
 		if kind == "" || be == nil {

@@ -12,6 +12,20 @@ import (
 // pauseless is a hypervisor without xenctl.Pauser.
 type pauseless struct{ xenctl.Hypervisor }
 
+// feeder is a LeaseWatchdog; with a timeout it reports one, as a Keeper does.
+type feeder struct{ timeout time.Duration }
+
+func (feeder) Feed(time.Time) {}
+
+type timedFeeder struct{ feeder }
+
+func (f timedFeeder) Timeout() time.Duration { return f.timeout }
+
+// leaseExpiry sets FencePolicy AllowLeaseExpiry with consistent timings.
+func leaseExpiry(c *Config) {
+	c.FencePolicy, c.WatchdogTimeout, c.ReassignAfter = AllowLeaseExpiry, time.Second, c.Lease+time.Second
+}
+
 func TestValidateFailover(t *testing.T) {
 	base := func() Config {
 		c := FastLAN()
@@ -35,6 +49,27 @@ func TestValidateFailover(t *testing.T) {
 			c.Hypervisor, c.IsolationResponse.Action = pauseless{}, IsolatePause
 		}, "IsolationResponse"},
 		{"half a capacity", func(c *Config) { c.Capacity = &Capacity{MemoryKiB: 1 << 20} }, "Capacity"},
+		{"lease expiry without a watchdog on a VM host", func(c *Config) {
+			leaseExpiry(c)
+			c.Hypervisor = pauseless{}
+			c.IsolationResponse.Action = IsolateDestroy
+		}, "Watchdog"},
+		{"lease expiry with a watchdog", func(c *Config) {
+			leaseExpiry(c)
+			c.Hypervisor, c.Watchdog = pauseless{}, feeder{}
+			c.IsolationResponse.Action = IsolateDestroy
+		}, ""},
+		{"lease expiry on a member without VMs needs no watchdog", func(c *Config) { leaseExpiry(c) }, ""},
+		{"a watchdog slower than WatchdogTimeout", func(c *Config) {
+			leaseExpiry(c)
+			c.Hypervisor, c.Watchdog = pauseless{}, timedFeeder{feeder{2 * time.Second}}
+			c.IsolationResponse.Action = IsolateDestroy
+		}, "WatchdogTimeout"},
+		{"a watchdog as fast as WatchdogTimeout", func(c *Config) {
+			leaseExpiry(c)
+			c.Hypervisor, c.Watchdog = pauseless{}, timedFeeder{feeder{time.Second}}
+			c.IsolationResponse.Action = IsolateDestroy
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

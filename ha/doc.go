@@ -63,6 +63,10 @@
 // defines and starts the domain, unblocks its network and announces it. Every
 // failover is an Incident with per-phase times (detect, fence, place,
 // storage, start). A new leader continues open incidents after a Barrier.
+// Under FencePolicy AllowLeaseExpiry the leader also accepts silence longer
+// than Lease + WatchdogTimeout as a fence, which is safe only because every
+// VM host feeds its lease to a hardware watchdog (Config.Watchdog, e.g. a
+// fence/watchdog Keeper) that resets it once the lease ends unrenewed.
 // AckFence is the audited manual fence for a host an operator powered off;
 // Maintenance drains a host, live-migrating where the hypervisors can;
 // Migrate moves one VM. The design notes are in failover.md beside this file.

@@ -305,7 +305,7 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 	t.Parallel()
 	p := hatest.SharedCPU()
 	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 500*time.Millisecond, 2600*time.Millisecond
-	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)))
+	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -324,6 +324,51 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 	s := w.State()
 	if len(s.Fences) != 1 || s.Fences[0].Method != "lease-expiry" {
 		t.Fatalf("fence records %+v, want one by lease-expiry", s.Fences)
+	}
+}
+
+// The same for a host that is cut off but alive: its member feeds its lease
+// to a watchdog Keeper, so the keep-alives stop when the lease ends and the
+// watchdog resets the host before the leader counts the silence as a fence
+// and restarts the host's VMs. Without the feeding, the cut-off host would
+// still hold its VMs (paused by its isolation response) when they start
+// elsewhere.
+func TestFailoverLeaseExpiryWatchdogResetsCutOffHost(t *testing.T) {
+	t.Parallel()
+	p := hatest.SharedCPU()
+	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 500*time.Millisecond, 2600*time.Millisecond
+	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MakeFollower(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	onVictim := w.VMsOn("h2")
+	w.Partition([]int{1}, []int{0, 2})
+	for _, vm := range onVictim {
+		host, err := w.WaitRunning(ctx, vm, "h2")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, w.Describe())
+		}
+		if held := w.Hyper.Active(vm); !slices.Equal(held, []string{host}) {
+			t.Fatalf("VM %s runs on %s and is held (running or paused) on %v", vm, host, held)
+		}
+	}
+	if n := w.WatchdogResets("h2"); n != 1 {
+		t.Fatalf("h2's watchdog reset it %d times, want once", n)
+	}
+	for _, h := range []string{"h1", "h3"} {
+		if n := w.WatchdogResets(h); n != 0 {
+			t.Fatalf("%s, on the majority side, was reset %d times by its watchdog", h, n)
+		}
+	}
+	s := w.State()
+	if len(s.Fences) != 1 || s.Fences[0].Method != "lease-expiry" || s.Fences[0].Host != "h2" {
+		t.Fatalf("fence records %+v, want one by lease-expiry for h2", s.Fences)
 	}
 }
 

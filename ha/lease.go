@@ -23,9 +23,23 @@ type hostLease struct {
 	// changed is closed and replaced whenever the lease is extended or
 	// lost, so the agent wakes at once.
 	changed chan struct{}
+	// watchdog is fed every change of until, under mu so that feeds
+	// arrive in order (nil: no watchdog).
+	watchdog LeaseWatchdog
 }
 
-func newHostLease() *hostLease { return &hostLease{changed: make(chan struct{})} }
+func newHostLease(w LeaseWatchdog) *hostLease {
+	return &hostLease{changed: make(chan struct{}), watchdog: w}
+}
+
+// changedLocked wakes the agent and feeds the watchdog. Call with l.mu held.
+func (l *hostLease) changedLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+	if l.watchdog != nil {
+		l.watchdog.Feed(l.until)
+	}
+}
 
 // extend records a committed renewal sent at t0 for epoch.
 func (l *hostLease) extend(epoch uint64, t0 time.Time, lease time.Duration) {
@@ -36,8 +50,7 @@ func (l *hostLease) extend(epoch uint64, t0 time.Time, lease time.Duration) {
 	}
 	if end := t0.Add(lease); end.After(l.until) {
 		l.until = end
-		close(l.changed)
-		l.changed = make(chan struct{})
+		l.changedLocked()
 	}
 }
 
@@ -47,8 +60,7 @@ func (l *hostLease) lose(epoch uint64) {
 	defer l.mu.Unlock()
 	l.until = time.Time{}
 	l.epoch = epoch
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.changedLocked()
 }
 
 // setEpoch adopts epoch if the lease holds none yet (a fresh start).

@@ -59,7 +59,7 @@ func (c *Cluster) startFailover() {
 		cfg:        c.cfg,
 		log:        c.log,
 		det:        newDetector(fenceTimings(&c.cfg), nil),
-		lease:      newHostLease(),
+		lease:      newHostLease(c.cfg.Watchdog),
 		leaderKick: make(chan struct{}, 1),
 	}
 	if c.cfg.Role != RoleWitness && c.cfg.Hypervisor != nil {

@@ -3,8 +3,9 @@
 //
 // On every host a [Keeper] holds the watchdog device (/dev/watchdog, or a
 // file or FIFO in tests) open and writes a keep-alive every pet interval,
-// but only while the host's lease is valid: the embedder calls
-// Keeper.Feed(leaseExpiry) each time a lease renewal is committed. If the
+// but only while the host's lease is valid: Keeper.Feed(leaseExpiry) is
+// called each time a lease renewal is committed (set the Keeper as
+// ha.Config.Watchdog and the ha member does it). If the
 // renewals stop (partition, hung daemon, lost quorum), the keep-alives stop
 // at the lease's expiry and the device resets the machine at most one
 // watchdog timeout later — even if the host is too sick to run any code.

@@ -3,6 +3,8 @@ package hatest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/fence/fencetest"
+	"github.com/xenha/xenha/fence/watchdog"
 	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/netguard/netguardtest"
 	"github.com/xenha/xenha/storage"
@@ -31,10 +34,18 @@ type World struct {
 	Fencer *fencetest.Fake
 	Store  *storagetest.Store
 
+	t      testing.TB
 	mu     sync.Mutex
 	hosts  map[string]*WorldHost
 	killed map[string]bool
 	wo     worldOptions
+	// The simulated watchdogs: the running boot's stop function and the
+	// resets per host.
+	wdStop   map[string]func()
+	wdResets map[string]int
+	wdBoots  int
+	wdClosed bool
+	wdWG     sync.WaitGroup
 }
 
 // WorldHost is one simulated host's hardware.
@@ -54,6 +65,7 @@ type worldOptions struct {
 	profile   *ha.Config
 	configure func(i int, cfg *ha.Config)
 	cluster   []Option
+	watchdog  time.Duration
 }
 
 // WorldOption adjusts NewWorld.
@@ -84,6 +96,16 @@ func ClusterOptions(opts ...Option) WorldOption {
 	return func(o *worldOptions) { o.cluster = append(o.cluster, opts...) }
 }
 
+// Watchdogs gives every VM host a hardware watchdog with the given timeout.
+// The member feeds its lease (ha.Config.Watchdog) to a real fence/watchdog
+// Keeper, which writes its keep-alives to a file standing in for the
+// device. The simulated device arms at the first keep-alive, as if it were
+// opened at the first lease, and resets the host (a power-off, as Kill) once
+// timeout has passed since the last one. Each boot gets a new Keeper.
+func Watchdogs(timeout time.Duration) WorldOption {
+	return func(o *worldOptions) { o.watchdog = timeout }
+}
+
 // SharedCPU is ha.FastLAN with failure detection relaxed for test machines
 // whose CPUs are shared and slowed by the race detector: a member starved
 // for half a second must not be fenced. Raft timings stay FastLAN's.
@@ -111,6 +133,8 @@ func NewWorld(t testing.TB, n int, opts ...WorldOption) *World {
 		o(&wo)
 	}
 	w := &World{
+		t:      t,
+		wdStop: map[string]func(){}, wdResets: map[string]int{},
 		Hyper:  xenctltest.NewWorld(),
 		Fencer: fencetest.New(fencetest.Method("fake-bmc")),
 		Store:  storagetest.NewStore(),
@@ -128,6 +152,9 @@ func NewWorld(t testing.TB, n int, opts ...WorldOption) *World {
 	}
 	copts := append([]Option{WithInsecure(), WithConfig(w.configure), WithProfile(profile)}, wo.cluster...)
 	w.Cluster = New(t, n, copts...)
+	// Registered after New's cleanup, so it runs first: members shutting
+	// down stop feeding, which is no reason to reset them.
+	t.Cleanup(w.stopWatchdogs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.WaitHosts(ctx); err != nil {
@@ -165,9 +192,86 @@ func (w *World) configure(i int, cfg *ha.Config) {
 		cfg.Storage = map[string]storage.Backend{FakeKind: w.Store.Backend(id)}
 	}
 	cfg.Fencer = w.Fencer
+	if w.wo.watchdog > 0 && !w.wo.witnesses[i] {
+		cfg.Watchdog = w.bootWatchdog(id)
+	}
 	if w.wo.configure != nil {
 		w.wo.configure(i, cfg)
 	}
+}
+
+// bootWatchdog starts host id's watchdog for one boot and returns its
+// Keeper; the boot's watchdog stops when the host powers off.
+func (w *World) bootWatchdog(id string) *watchdog.Keeper {
+	w.mu.Lock()
+	w.wdBoots++
+	path := filepath.Join(w.t.TempDir(), fmt.Sprintf("%s-boot%d.watchdog", id, w.wdBoots))
+	w.mu.Unlock()
+	timeout := w.wo.watchdog
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		w.t.Fatalf("hatest: watchdog device for %s: %v", id, err)
+	}
+	k, err := watchdog.Open(path, watchdog.WithTimeout(timeout), watchdog.WithPetInterval(timeout/5))
+	if err != nil {
+		w.t.Fatalf("hatest: watchdog for %s: %v", id, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.mu.Lock()
+	if stop := w.wdStop[id]; stop != nil {
+		stop()
+	}
+	w.wdStop[id] = cancel
+	w.mu.Unlock()
+	w.wdWG.Add(2)
+	go func() { defer w.wdWG.Done(); _ = k.Run(ctx) }()
+	go func() {
+		defer w.wdWG.Done()
+		defer k.Close()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			n, last := k.Pets()
+			if n == 0 || time.Since(last) < timeout {
+				continue
+			}
+			w.mu.Lock()
+			fire := ctx.Err() == nil && !w.wdClosed
+			if fire {
+				w.wdResets[id]++
+			}
+			w.mu.Unlock()
+			if fire {
+				w.t.Logf("hatest: %s's watchdog fired %v after the last keep-alive: resetting the host", id, time.Since(last).Round(time.Millisecond))
+				w.powerOff(id)
+			}
+			return
+		}
+	}()
+	return k
+}
+
+// stopWatchdogs stops every simulated watchdog without firing it.
+func (w *World) stopWatchdogs() {
+	w.mu.Lock()
+	w.wdClosed = true
+	for id, stop := range w.wdStop {
+		stop()
+		delete(w.wdStop, id)
+	}
+	w.mu.Unlock()
+	w.wdWG.Wait()
+}
+
+// WatchdogResets reports how often host id's watchdog reset it.
+func (w *World) WatchdogResets(id string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wdResets[id]
 }
 
 // Host returns host id's hardware as it is now (ID empty if unknown).
@@ -197,6 +301,10 @@ func (w *World) powerOff(id string) {
 		return
 	}
 	w.killed[id] = true
+	if stop := w.wdStop[id]; stop != nil {
+		stop() // a powered-off host's watchdog stops with it
+		delete(w.wdStop, id)
+	}
 	h := w.hosts[id]
 	if h != nil {
 		// Power loss wipes the kernel's packet filter: the host boots with
