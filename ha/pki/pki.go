@@ -3,6 +3,10 @@
 // member naming the member's ID. It is meant for tests, the demo and small
 // embedders; sites with their own PKI issue equivalent certificates (ECDSA or
 // RSA, the member ID as a DNS SAN, usable for client and server auth).
+//
+// A program that runs on a host reads its identity from PEM files with
+// LoadFiles, which checks them as a peer would; CA.WriteMember writes such
+// files.
 package pki
 
 import (
