@@ -8,11 +8,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/xenha/xenha/storage"
-	"github.com/xenha/xenha/storage/internal/floor"
+	"github.com/xenha/xenha/storage/internal/attach"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -83,16 +82,7 @@ type Backend struct {
 	probe      []ProbeOption
 	deviceWait time.Duration
 
-	mu    sync.Mutex
-	vols  map[string]*volState
-	floor *floor.Floor
-}
-
-// volState is what this host knows of one volume.
-type volState struct {
-	attached bool
-	gen      uint64
-	src      storage.Source
+	vols *attach.Table[struct{}]
 }
 
 // New returns a Backend for host (its name in errors and logs).
@@ -102,8 +92,7 @@ func New(host string, opts ...Option) *Backend {
 		runner:     &run.Exec{},
 		log:        slog.New(slog.DiscardHandler),
 		deviceWait: 10 * time.Second,
-		vols:       map[string]*volState{},
-		floor:      floor.New("attached", "a newer writer owns the volume, do not write"),
+		vols:       attach.New[struct{}]("a newer writer owns the volume, do not write"),
 	}
 	for _, o := range opts {
 		o(b)
@@ -166,17 +155,6 @@ func (b *Backend) fail(vol storage.Volume, op string, err error) error {
 	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
 }
 
-func (b *Backend) state(id string) *volState {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s, ok := b.vols[id]
-	if !ok {
-		s = &volState{}
-		b.vols[id] = s
-	}
-	return s
-}
-
 // networkSource is the libvirt network disk for t.
 func networkSource(t target) storage.Source {
 	host, port, _ := net.SplitHostPort(t.portal)
@@ -201,22 +179,21 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	unlock := b.floor.Lock(vol.ID)
+	unlock := b.vols.Lock(vol.ID)
 	defer unlock()
-	st := b.state(vol.ID)
-	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+	if err := b.vols.Check(vol.ID, vol.Generation); err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	if st.attached && st.gen == vol.Generation {
+	if a, ok := b.vols.Lookup(vol.ID); ok && a.Generation == vol.Generation {
 		if b.mode == HostLogin {
 			// The storage may have moved on without this host knowing (a
 			// newer generation preempted it): confirm before handing the
 			// disk out again.
-			if err := b.confirmHeld(ctx, st.src.Path, vol.Generation); err != nil {
+			if err := b.confirmHeld(ctx, a.Source.Path, vol.Generation); err != nil {
 				return storage.Source{}, b.fail(vol, "reserve", err)
 			}
 		}
-		return st.src, nil
+		return a.Source, nil
 	}
 	var src storage.Source
 	switch b.mode {
@@ -233,11 +210,7 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 		}
 		return storage.Source{}, b.fail(vol, op, err)
 	}
-	// Fields change under both locks, so readers may hold either.
-	b.mu.Lock()
-	st.attached, st.gen, st.src = true, vol.Generation, src
-	b.mu.Unlock()
-	b.floor.Raise(vol.ID, vol.Generation)
+	b.vols.Record(vol.ID, attach.Attachment[struct{}]{Generation: vol.Generation, Source: src})
 	b.log.LogAttrs(ctx, slog.LevelInfo, "iscsi volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -269,10 +242,10 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	unlock := b.floor.Lock(vol.ID)
+	unlock := b.vols.Lock(vol.ID)
 	defer unlock()
-	st := b.state(vol.ID)
-	if !st.attached {
+	a, ok := b.vols.Lookup(vol.ID)
+	if !ok {
 		return nil
 	}
 	if b.mode == HostLogin {
@@ -280,14 +253,11 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 		if err != nil {
 			return b.fail(vol, "detach", err)
 		}
-		if err := b.detachHost(ctx, t, st); err != nil {
+		if err := b.detachHost(ctx, t, a.Source.Path, a.Generation); err != nil {
 			return b.fail(vol, "detach", err)
 		}
 	}
-	b.mu.Lock()
-	st.attached = false
-	st.src = storage.Source{}
-	b.mu.Unlock()
+	b.vols.Forget(vol.ID)
 	return nil
 }
 
@@ -309,16 +279,10 @@ func (b *Backend) Health(ctx context.Context, vol storage.Volume) error {
 		return b.fail(vol, "probe", err)
 	}
 	if b.mode == HostLogin {
-		b.mu.Lock()
-		st := b.vols[vol.ID]
-		var dev string
-		var gen uint64
-		if st != nil && st.attached {
-			dev, gen = st.src.Path, st.gen
-		}
-		b.mu.Unlock()
-		if dev != "" {
-			if err := b.confirmHeld(ctx, dev, gen); err != nil {
+		// Not under the volume's lock: an attach hung on the target must
+		// not hold up the probe that reports it.
+		if a, ok := b.vols.Lookup(vol.ID); ok && a.Source.Path != "" {
+			if err := b.confirmHeld(ctx, a.Source.Path, a.Generation); err != nil {
 				return b.fail(vol, "reservation", err)
 			}
 		}

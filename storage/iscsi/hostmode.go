@@ -232,14 +232,14 @@ func (b *Backend) prErr(dev, step string, err error) error {
 
 func hexKey(k uint64) string { return "0x" + strconv.FormatUint(k, 16) }
 
-// detachHost drops this host's key (which releases its reservation) and
-// logs out. A conflict means another host already preempted this one, and
+// detachHost drops this host's key, the generation gen it attached dev at
+// (which releases its reservation), and logs out. A conflict means another host already preempted this one, and
 // "no matching sessions" that it was logged out: both are the goal.
-func (b *Backend) detachHost(ctx context.Context, t target, st *volState) error {
-	if st.src.Path != "" {
-		_, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-G", "-K", hexKey(st.gen), "-S", "0", st.src.Path)
+func (b *Backend) detachHost(ctx context.Context, t target, dev string, gen uint64) error {
+	if dev != "" {
+		_, err := b.runTool(ctx, "sg_persist", "-n", "-o", "-G", "-K", hexKey(gen), "-S", "0", dev)
 		if err != nil && exitCode(err) != sgResConflict {
-			return &opError{"release", b.prErr(st.src.Path, "unregister", err)}
+			return &opError{"release", b.prErr(dev, "unregister", err)}
 		}
 	}
 	if _, err := b.runTool(ctx, "iscsiadm", "-m", "node", "-T", t.iqn, "-p", t.portal, "--logout"); err != nil && exitCode(err) != iscsiadmErrNoObjs {

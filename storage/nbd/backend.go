@@ -11,11 +11,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/xenha/xenha/storage"
-	"github.com/xenha/xenha/storage/internal/floor"
+	"github.com/xenha/xenha/storage/internal/attach"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -54,17 +53,9 @@ type Backend struct {
 	log          *slog.Logger
 	probeTimeout time.Duration
 
-	// floor locks each volume across tool runs and probes, and keeps the
-	// highest generation attached.
-	floor    *floor.Floor
-	mu       sync.Mutex
-	attached map[string]attachment
-}
-
-type attachment struct {
-	gen uint64
-	src storage.Source
-	p   params
+	// vols locks each volume across tool runs and probes, and keeps what
+	// is attached with which parameters, and the highest generation.
+	vols *attach.Table[params]
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -75,8 +66,7 @@ func New(opts ...Option) *Backend {
 		runner:       &run.Exec{},
 		log:          slog.New(slog.DiscardHandler),
 		probeTimeout: 5 * time.Second,
-		floor:        floor.New("attached", "the cluster moved the volume on, so this host must not write"),
-		attached:     map[string]attachment{},
+		vols:         attach.New[params]("the cluster moved the volume on, so this host must not write"),
 	}
 	for _, o := range opts {
 		o(b)
@@ -163,20 +153,16 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err := ctx.Err(); err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	defer b.floor.Lock(vol.ID)()
-	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+	defer b.vols.Lock(vol.ID)()
+	if err := b.vols.Check(vol.ID, vol.Generation); err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	b.mu.Lock()
-	a, attached := b.attached[vol.ID]
-	if attached && a.p == p {
-		a.gen = vol.Generation
-		b.attached[vol.ID] = a
-	}
-	b.mu.Unlock()
-	if attached && a.p == p {
-		b.floor.Raise(vol.ID, vol.Generation)
-		return a.src, nil
+	// The same export and device serve a newer generation as they are:
+	// the generation is a token in xenha's log, not on the server.
+	if a, ok := b.vols.Lookup(vol.ID); ok && a.Detail == p {
+		a.Generation = vol.Generation
+		b.vols.Record(vol.ID, a)
+		return a.Source, nil
 	}
 	ex, err := b.probe(ctx, p)
 	if err != nil {
@@ -193,10 +179,7 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 		src = storage.Source{Type: storage.SourceNetwork, Protocol: "nbd", Name: p.export,
 			Hosts: []storage.HostPort{{Host: p.server, Port: p.port}}, ReadOnly: ro}
 	}
-	b.mu.Lock()
-	b.attached[vol.ID] = attachment{gen: vol.Generation, src: src, p: p}
-	b.mu.Unlock()
-	b.floor.Raise(vol.ID, vol.Generation)
+	b.vols.Record(vol.ID, attach.Attachment[params]{Generation: vol.Generation, Source: src, Detail: p})
 	b.log.InfoContext(ctx, "nbd attached", "volume", vol.ID, "generation", vol.Generation, "source", src.String(),
 		"size", ex.Size, "read_only", ro)
 	return src, nil
@@ -213,15 +196,13 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	defer b.floor.Lock(vol.ID)()
+	defer b.vols.Lock(vol.ID)()
 	if b.hostMode {
 		if err := b.disconnect(ctx, vol, p); err != nil {
 			return err
 		}
 	}
-	b.mu.Lock()
-	delete(b.attached, vol.ID)
-	b.mu.Unlock()
+	b.vols.Forget(vol.ID)
 	return nil
 }
 

@@ -7,11 +7,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/xenha/xenha/storage"
-	"github.com/xenha/xenha/storage/internal/floor"
+	"github.com/xenha/xenha/storage/internal/attach"
 	"github.com/xenha/xenha/storage/internal/run"
 )
 
@@ -111,17 +110,12 @@ type Backend struct {
 	probe        []ProbeOption
 	stat         func(string) error
 
-	mu    sync.Mutex
-	vols  map[string]*volState
-	floor *floor.Floor
+	vols *attach.Table[mounted]
 }
 
-type volState struct {
-	attached bool
-	gen      uint64
-	src      storage.Source
-	mountDir string
-}
+// mounted is what a HostMount attach leaves to undo: the mount's directory.
+// It is empty in NetworkDisk mode.
+type mounted struct{ dir string }
 
 // New returns a Backend for host (its name in errors and logs).
 func New(host string, opts ...Option) *Backend {
@@ -134,8 +128,7 @@ func New(host string, opts ...Option) *Backend {
 		statTimeout:  5 * time.Second,
 		mountTimeout: DefaultMountTimeout,
 		stat:         statFile,
-		vols:         map[string]*volState{},
-		floor:        floor.New("attached", "a newer writer owns the volume, do not write"),
+		vols:         attach.New[mounted]("a newer writer owns the volume, do not write"),
 	}
 	for _, o := range opts {
 		o(b)
@@ -188,17 +181,6 @@ func (b *Backend) fail(vol storage.Volume, op string, err error) error {
 	return &storage.Error{Volume: vol.ID, Host: b.host, Op: op, Err: err}
 }
 
-func (b *Backend) state(id string) *volState {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s, ok := b.vols[id]
-	if !ok {
-		s = &volState{}
-		b.vols[id] = s
-	}
-	return s
-}
-
 func (b *Backend) probeShare(ctx context.Context, s share) error {
 	opts := append(append([]ProbeOption{}, b.probe...), s.probe...)
 	a, err := Probe(ctx, s.server, s.export, s.disk, opts...)
@@ -222,25 +204,21 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 	if err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	unlock := b.floor.Lock(vol.ID)
+	unlock := b.vols.Lock(vol.ID)
 	defer unlock()
-	st := b.state(vol.ID)
-	if err := b.floor.Check(vol.ID, vol.Generation); err != nil {
+	if err := b.vols.Check(vol.ID, vol.Generation); err != nil {
 		return storage.Source{}, b.fail(vol, "attach", err)
 	}
-	if st.attached && st.gen == vol.Generation {
-		return st.src, nil
+	if a, ok := b.vols.Lookup(vol.ID); ok && a.Generation == vol.Generation {
+		return a.Source, nil
 	}
 	var src storage.Source
+	var m mounted
 	if b.mode == HostMount {
-		var dir string
-		dir, src, err = b.attachMount(ctx, vol, s)
+		m.dir, src, err = b.attachMount(ctx, vol, s)
 		if err != nil {
 			return storage.Source{}, b.fail(vol, "mount", err)
 		}
-		b.mu.Lock()
-		st.mountDir = dir
-		b.mu.Unlock()
 	} else {
 		if err := b.probeShare(ctx, s); err != nil {
 			return storage.Source{}, b.fail(vol, "probe", err)
@@ -254,12 +232,7 @@ func (b *Backend) Attach(ctx context.Context, vol storage.Volume) (storage.Sourc
 			Hosts: []storage.HostPort{{Host: s.server}},
 		}
 	}
-	// Fields change under both locks, so readers may hold either (Health
-	// must not wait behind a hung mount for the volume lock).
-	b.mu.Lock()
-	st.attached, st.gen, st.src = true, vol.Generation, src
-	b.mu.Unlock()
-	b.floor.Raise(vol.ID, vol.Generation)
+	b.vols.Record(vol.ID, attach.Attachment[mounted]{Generation: vol.Generation, Source: src, Detail: m})
 	b.log.LogAttrs(ctx, slog.LevelInfo, "nfs volume attached", slog.String("volume", vol.ID),
 		slog.Uint64("generation", vol.Generation), slog.String("mode", b.mode.String()), slog.String("source", src.String()))
 	return src, nil
@@ -271,20 +244,18 @@ func (b *Backend) Detach(ctx context.Context, vol storage.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return b.fail(vol, "detach", err)
 	}
-	unlock := b.floor.Lock(vol.ID)
+	unlock := b.vols.Lock(vol.ID)
 	defer unlock()
-	st := b.state(vol.ID)
-	if !st.attached {
+	a, ok := b.vols.Lookup(vol.ID)
+	if !ok {
 		return nil
 	}
-	if b.mode == HostMount && st.mountDir != "" {
-		if err := b.unmount(ctx, st.mountDir); err != nil {
+	if b.mode == HostMount && a.Detail.dir != "" {
+		if err := b.unmount(ctx, a.Detail.dir); err != nil {
 			return b.fail(vol, "umount", err)
 		}
 	}
-	b.mu.Lock()
-	st.attached, st.src, st.mountDir = false, storage.Source{}, ""
-	b.mu.Unlock()
+	b.vols.Forget(vol.ID)
 	return nil
 }
 
@@ -301,15 +272,10 @@ func (b *Backend) Health(ctx context.Context, vol storage.Volume) error {
 		return b.fail(vol, "probe", err)
 	}
 	if b.mode == HostMount {
-		b.mu.Lock()
-		st := b.vols[vol.ID]
-		var file string
-		if st != nil && st.attached {
-			file = st.src.Path
-		}
-		b.mu.Unlock()
-		if file != "" {
-			if err := b.boundedStat(ctx, file); err != nil {
+		// Not under the volume's lock: Health must not wait behind a hung
+		// mount, it is what reports one.
+		if a, ok := b.vols.Lookup(vol.ID); ok && a.Source.Path != "" {
+			if err := b.boundedStat(ctx, a.Source.Path); err != nil {
 				return b.fail(vol, "probe", err)
 			}
 		}
