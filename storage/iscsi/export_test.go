@@ -10,7 +10,7 @@ import (
 // match) and no context watcher (the test owns nc's deadlines).
 func recordedConn(nc net.Conn, isidLast byte) *conn {
 	c := newConn(nc, "recorded", DefaultInitiatorName)
-	c.stop = func() bool { return true }
+	c.stop = func() {}
 	c.isid = [6]byte{0x80, 0x12, 0x34, isidLast, 0, 0}
 	return c
 }

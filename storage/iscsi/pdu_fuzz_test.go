@@ -127,7 +127,7 @@ func FuzzTargetAnswers(f *testing.F) {
 func pipeConn(nc net.Conn) *conn {
 	c := newConn(nc, "pipe", DefaultInitiatorName)
 	c.isid[0] = 0x80
-	c.stop = func() bool { return true }
+	c.stop = func() {}
 	return c
 }
 

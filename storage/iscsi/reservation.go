@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/wire"
 )
 
 // ReservationType is a SCSI-3 persistent reservation type (SPC-4 table 6.x).
@@ -64,8 +64,7 @@ func Login(ctx context.Context, portal, iqn string, opts ...ProbeOption) (*Sessi
 		c.close()
 		return nil, err
 	}
-	c.stop()
-	_ = c.nc.SetDeadline(time.Time{})
+	c.stop() // the session outlives lctx; each command binds its own
 	return &Session{c: c}, nil
 }
 
@@ -84,12 +83,7 @@ func (s *Session) Close(ctx context.Context) {
 }
 
 // bind makes ctx bound the next exchange on the connection.
-func (s *Session) bind(ctx context.Context) func() {
-	dl, _ := ctx.Deadline()
-	_ = s.c.nc.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = s.c.nc.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop(); _ = s.c.nc.SetDeadline(time.Time{}) }
-}
+func (s *Session) bind(ctx context.Context) (release func()) { return wire.Bind(ctx, s.c.nc) }
 
 // do runs a command, consuming unit attentions: after a preemption or a
 // reset the target reports one to each affected initiator before anything

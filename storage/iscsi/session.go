@@ -8,11 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
-	"time"
 
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/wire"
 )
 
 // DefaultPort is the iSCSI port a portal without one means.
@@ -31,7 +30,8 @@ type conn struct {
 	nextITT   uint32
 	cmdSN     uint32
 	expStatSN uint32
-	stop      func() bool
+	// stop ends the binding of nc to the conversation's context.
+	stop func()
 
 	// Negotiated for write-direction commands: whether data may ride in
 	// the command PDU, how much of it, and the most the target accepts in
@@ -50,24 +50,17 @@ func dial(ctx context.Context, portal, initiator string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, stop, err := wire.Dial(ctx, addr, nil, "iscsi: connect to portal "+addr, "check the target is running and the portal address")
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("iscsi: connect to portal %s: %w: %w", addr, storage.ErrUnreachable, ctx.Err())
-		}
-		return nil, fmt.Errorf("iscsi: connect to portal %s: %w (%v); check the target is running and the portal address", addr, storage.ErrUnreachable, err)
+		return nil, err
 	}
 	c := newConn(nc, addr, initiator)
+	c.stop = stop
 	if _, err := rand.Read(c.isid[1:4]); err != nil {
-		nc.Close()
+		c.close()
 		return nil, fmt.Errorf("iscsi: session id: %w", err)
 	}
 	c.isid[0] = 0x80 // ISID type "random" (RFC 7143 section 11.12.5)
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	return c, nil
 }
 
@@ -103,19 +96,17 @@ func (c *conn) close() {
 // caller can branch on: a deadline or a dropped connection means the target
 // did not answer.
 func (c *conn) wireErr(ctx context.Context, step string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("iscsi: %s with %s: no answer in time: %w: %w", step, c.portal, storage.ErrUnreachable, ctx.Err())
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("iscsi: %s with %s: no answer in time: %w", step, c.portal, storage.ErrUnreachable)
+	what := fmt.Sprintf("iscsi: %s with %s", step, c.portal)
+	if terr := wire.Timeout(ctx, what, err); terr != nil {
+		return terr
 	}
 	if errors.Is(err, ErrMalformedPDU) {
-		return fmt.Errorf("iscsi: %s with %s: %w", step, c.portal, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("iscsi: %s with %s: target closed the connection: %w", step, c.portal, storage.ErrUnreachable)
+		return fmt.Errorf("%s: target closed the connection: %w", what, storage.ErrUnreachable)
 	}
-	return fmt.Errorf("iscsi: %s with %s: %w (%v)", step, c.portal, storage.ErrUnreachable, err)
+	return wire.Broken(what, err)
 }
 
 func (c *conn) send(p *pdu) error {

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"time"
 
-	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/storage/internal/wire"
 )
 
 // ONC RPC constants (RFC 5531) and the programs the probe calls.
@@ -56,7 +54,7 @@ type rpcConn struct {
 	addr   string
 	xid    uint32
 	cred   []byte // encoded opaque_auth for every call
-	stop   func() bool
+	stop   func() // ends the binding of nc to the conversation's context
 	reader io.Reader
 }
 
@@ -64,30 +62,16 @@ type rpcConn struct {
 // server that accepts and then stalls (a hung nfsd) is as unreachable as
 // one that never answers.
 func dialRPC(ctx context.Context, addr string, cfg *probeConfig) (*rpcConn, error) {
-	var d net.Dialer
-	var nc net.Conn
-	var err error
-	if cfg.dial != nil {
-		nc, err = cfg.dial(ctx, addr)
-	} else {
-		nc, err = d.DialContext(ctx, "tcp", addr)
-	}
+	nc, stop, err := wire.Dial(ctx, addr, cfg.dial, "nfs: connect to "+addr, "check the NFS server and rpcbind are running")
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("nfs: connect to %s: %w: %w", addr, storage.ErrUnreachable, ctx.Err())
-		}
-		return nil, fmt.Errorf("nfs: connect to %s: %w (%v); check the NFS server and rpcbind are running", addr, storage.ErrUnreachable, err)
+		return nil, err
 	}
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
-	c := &rpcConn{nc: nc, addr: addr, xid: binary.BigEndian.Uint32(seed[:]), reader: nc}
+	c := &rpcConn{nc: nc, addr: addr, xid: binary.BigEndian.Uint32(seed[:]), stop: stop, reader: nc}
 	if cfg.xid != 0 {
 		c.xid = cfg.xid
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	c.cred = authSysCred()
 	return c, nil
 }
@@ -112,17 +96,17 @@ func (c *rpcConn) close() {
 	c.nc.Close()
 }
 
-func (c *rpcConn) wireErr(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("nfs: %s on %s: no answer in time: %w: %w", what, c.addr, storage.ErrUnreachable, ctx.Err())
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("nfs: %s on %s: no answer in time: %w", what, c.addr, storage.ErrUnreachable)
+// wireErr turns a failed call into an error that says what the caller can
+// branch on: a server that stalls or drops the connection is unreachable.
+func (c *rpcConn) wireErr(ctx context.Context, call string, err error) error {
+	what := fmt.Sprintf("nfs: %s on %s", call, c.addr)
+	if terr := wire.Timeout(ctx, what, err); terr != nil {
+		return terr
 	}
 	if errors.Is(err, ErrMalformedReply) {
-		return fmt.Errorf("nfs: %s on %s: %w", what, c.addr, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("nfs: %s on %s: %w (%v)", what, c.addr, storage.ErrUnreachable, err)
+	return wire.Broken(what, err)
 }
 
 // call sends one call and returns the procedure's result bytes, after the
