@@ -26,8 +26,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -38,11 +36,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	program "github.com/xenha/xenha/examples/internal/member" // gateway.go has a type member
 	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/fence/ipmi"
 	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/pki"
 	"github.com/xenha/xenha/netguard/nft"
 )
 
@@ -100,14 +99,12 @@ func main() {
 		}
 		cfg := ha.FastLAN()
 		cfg.ID, cfg.ClusterID, cfg.DataDir, cfg.BindAddr, cfg.Logger = *id, *cluster, *data, *bind, log
-		if cfg.TLS, err = loadTLS(*ca, *cert, *key); err != nil {
-			return err
+		if cfg.TLS, err = pki.LoadFiles(*ca, *cert, *key); err != nil {
+			return fmt.Errorf("-ca, -cert, -key: %w", err)
 		}
-		tok, err := os.ReadFile(*tokenFile)
-		if err != nil {
+		if cfg.JoinToken, err = program.ReadJoinToken(*tokenFile); err != nil {
 			return fmt.Errorf("-token-file: %w", err)
 		}
-		cfg.JoinToken = strings.TrimSpace(string(tok))
 		if len(bmcs) > 0 {
 			for h, t := range bmcs {
 				t.User, t.PasswordFile = *bmcUser, filepath.Join(*bmcPwDir, h)
@@ -130,11 +127,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			m.c.Close(cctx)
-		}()
+		defer program.Close(m.c, log)
 		if m.c.Fresh() {
 			switch {
 			case *bootstrap:
@@ -151,33 +144,11 @@ func main() {
 		if err := protect(ctx, m.c, gws, *preferred); err != nil {
 			return err
 		}
-		for ev := range m.c.Subscribe(ctx) {
-			level := slog.LevelInfo
-			if ev.Kind == ha.EventApplied {
-				level = slog.LevelDebug // every lease renewal: too many for the log
-			}
-			log.Log(ctx, level, "event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
-		}
+		program.LogEvents(ctx, log, m.c.Subscribe(ctx))
 		return nil
 	}()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)
 	}
-}
-
-func loadTLS(caFile, certFile, keyFile string) (*ha.TLSConfig, error) {
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("-ca: %s holds no PEM certificate", caFile)
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("-cert, -key: %w", err)
-	}
-	return &ha.TLSConfig{CA: pool, Cert: pair}, nil
 }

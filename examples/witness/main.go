@@ -15,8 +15,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,9 +22,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/xenha/xenha/examples/internal/member"
 	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/pki"
 )
 
 func main() {
@@ -58,34 +57,20 @@ func run(ctx context.Context, log *slog.Logger, id, cluster, data, bind, join, t
 	}
 	cfg.ID, cfg.ClusterID, cfg.DataDir, cfg.BindAddr = id, cluster, data, bind
 	cfg.Role, cfg.Logger = ha.RoleWitness, log
-	token, err := os.ReadFile(tokenFile)
+	token, err := member.ReadJoinToken(tokenFile)
 	if err != nil {
-		return fmt.Errorf("join token (-token-file): %w", err)
+		return fmt.Errorf("-token-file: %w", err)
 	}
-	cfg.JoinToken = strings.TrimSpace(string(token))
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return fmt.Errorf("CA (-ca): %w", err)
+	cfg.JoinToken = token
+	if cfg.TLS, err = pki.LoadFiles(caFile, certFile, keyFile); err != nil {
+		return fmt.Errorf("-ca, -cert, -key: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return fmt.Errorf("CA (-ca): %s holds no PEM certificate", caFile)
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return fmt.Errorf("certificate (-cert, -key): %w", err)
-	}
-	cfg.TLS = &ha.TLSConfig{CA: pool, Cert: pair}
 
 	c, err := ha.New(ctx, cfg) // validates cfg and names the field to fix
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c.Close(closeCtx)
-	}()
+	defer member.Close(c, log)
 	if c.Fresh() {
 		if join == "" {
 			return fmt.Errorf("no state in %s and no -join: give the hosts' addresses", data)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,17 +32,11 @@ func TestWitnessJoinsAsVoter(t *testing.T) {
 		return p
 	}
 	token := write("token", []byte("s3cret\n"))
-	caFile := write("ca.pem", ca.CertPEM())
-	cert, err := ca.Issue("witness")
+	m, err := ca.WriteMember(dir, "witness")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := write("witness.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	keyFile := write("witness.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	caFile, certFile, keyFile := m.CA, m.Cert, m.Key
 
 	hostTLS, err := ca.Member("host-a")
 	if err != nil {
