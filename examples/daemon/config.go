@@ -58,6 +58,43 @@ type File struct {
 	Netguard *Netguard `json:"netguard,omitempty"`
 	// Storage lists the volume kinds this host attaches: "nbd", "drbd".
 	Storage []string `json:"storage,omitempty"`
+	// FencePolicy is "require-fence" (default: a silent host's VMs move only
+	// after a fence level proved it off) or "allow-lease-expiry" (silence
+	// past lease + timings.watchdog_timeout also counts, because every VM
+	// host's watchdog resets it by then). Give every member, witness
+	// included, the same policy and timings: whichever leads judges.
+	// allow-lease-expiry needs Watchdog on every host that runs VMs.
+	FencePolicy string `json:"fence_policy,omitempty"`
+	// Watchdog is this host's hardware watchdog, fed while the host holds
+	// its lease (see fence/watchdog). Not on a witness. The daemon opens
+	// (arms) it as it starts, before it holds a lease: a daemon restarted
+	// after a crash may find its VMs still running, and must reset the host
+	// unless it gets its lease back within the timeout. It disarms the
+	// device only when it stops cleanly with no pool VM left running.
+	Watchdog *Watchdog `json:"watchdog,omitempty"`
+}
+
+// Watchdog configures fence/watchdog's Keeper.
+type Watchdog struct {
+	// Device is the watchdog device, e.g. "/dev/watchdog".
+	Device string `json:"device"`
+	// Timeout is programmed into the device ("10s" if omitted; drivers
+	// count whole seconds).
+	Timeout Duration `json:"timeout,omitempty"`
+	// PetInterval is how often a keep-alive is written while the lease is
+	// valid (a quarter of Timeout if omitted).
+	PetInterval Duration `json:"pet_interval,omitempty"`
+}
+
+// defaultWatchdogTimeout is fence/watchdog's default.
+const defaultWatchdogTimeout = 10 * time.Second
+
+// timeout is the watchdog timeout in force.
+func (w *Watchdog) timeout() time.Duration {
+	if w.Timeout > 0 {
+		return time.Duration(w.Timeout)
+	}
+	return defaultWatchdogTimeout
 }
 
 // TLSFiles are PEM file names.
@@ -75,6 +112,12 @@ type Timings struct {
 	InitDead      Duration `json:"initdead,omitempty"`
 	Lease         Duration `json:"lease,omitempty"`
 	ReassignAfter Duration `json:"reassign_after,omitempty"`
+	// WatchdogTimeout is, under fence_policy "allow-lease-expiry", the
+	// longest watchdog timeout of the pool's VM hosts: the leader counts a
+	// host as reset after lease + watchdog_timeout of silence, so
+	// reassign_after must be at least that. On a host with a watchdog it
+	// defaults to watchdog.timeout; a witness must give it.
+	WatchdogTimeout Duration `json:"watchdog_timeout,omitempty"`
 }
 
 // FenceLevel is one rung of a host's fencing chain.
@@ -277,7 +320,81 @@ func (f *File) check() error {
 	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
 		return bad("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
 	}
+	return f.checkWatchdog(role, bad)
+}
+
+// checkWatchdog checks fence_policy, watchdog and timings.watchdog_timeout
+// against each other and the lease arithmetic ha.Config.Validate applies.
+func (f *File) checkWatchdog(role ha.Role, bad func(field, format string, args ...any) error) error {
+	policy, err := parseFencePolicy(f.FencePolicy)
+	if err != nil {
+		return bad("fence_policy", "%v", err)
+	}
+	if w := f.Watchdog; w != nil {
+		if role == ha.RoleWitness {
+			return bad("watchdog", "set on a witness, which runs no VMs and has nothing to self-fence: remove it")
+		}
+		if w.Device == "" {
+			return bad("watchdog.device", "missing: give the watchdog device, e.g. \"/dev/watchdog\"")
+		}
+		if w.PetInterval > 0 && time.Duration(w.PetInterval) >= w.timeout() {
+			return bad("watchdog.pet_interval", "%v must be shorter than watchdog.timeout (%v): a keep-alive must arrive before the device fires", time.Duration(w.PetInterval), w.timeout())
+		}
+	}
+	wt := time.Duration(f.Timings.WatchdogTimeout)
+	if policy != ha.AllowLeaseExpiry {
+		if wt > 0 {
+			return bad("timings.watchdog_timeout", "set, but fence_policy is %q, under which watchdog resets do not count as fencing: remove it, or set fence_policy to \"allow-lease-expiry\"", policy)
+		}
+		return nil
+	}
+	if role != ha.RoleWitness && f.Watchdog == nil {
+		return bad("watchdog", "missing: fence_policy \"allow-lease-expiry\" counts this host as reset once its lease has ended unrenewed for timings.watchdog_timeout, which only a watchdog makes true; give {\"device\": \"/dev/watchdog\"}, or use \"require-fence\"")
+	}
+	if wt == 0 {
+		if f.Watchdog == nil {
+			return bad("timings.watchdog_timeout", "missing: fence_policy \"allow-lease-expiry\" on a witness needs the VM hosts' longest watchdog timeout, e.g. \"10s\"")
+		}
+		wt = f.Watchdog.timeout()
+	}
+	if f.Watchdog != nil && f.Watchdog.timeout() > wt {
+		return bad("timings.watchdog_timeout", "%v is shorter than watchdog.timeout (%v): the leader would count this host as reset before its watchdog fires; raise it", wt, f.Watchdog.timeout())
+	}
+	cfg, err := profile(f.Profile)
+	if err != nil {
+		return bad("profile", "%v", err)
+	}
+	applyTimings(&cfg, f.Timings)
+	if cfg.ReassignAfter < cfg.Lease+wt {
+		return bad("timings.reassign_after", "%v must be at least lease (%v) + watchdog_timeout (%v) = %v under fence_policy \"allow-lease-expiry\": a silent host's VMs may move only once its watchdog has reset it; set it to %q or more",
+			cfg.ReassignAfter, cfg.Lease, wt, cfg.Lease+wt, (cfg.Lease + wt).String())
+	}
 	return nil
+}
+
+func parseFencePolicy(s string) (ha.FencePolicy, error) {
+	switch p := ha.FencePolicy(strings.ToLower(s)); p {
+	case "", ha.RequireFence:
+		return ha.RequireFence, nil
+	case ha.AllowLeaseExpiry:
+		return p, nil
+	}
+	return "", fmt.Errorf("%q: use \"require-fence\" or \"allow-lease-expiry\"", s)
+}
+
+// watchdogTimeout is the ha.Config.WatchdogTimeout the file asks for (zero
+// unless fence_policy is allow-lease-expiry).
+func (f *File) watchdogTimeout() time.Duration {
+	if p, _ := parseFencePolicy(f.FencePolicy); p != ha.AllowLeaseExpiry {
+		return 0
+	}
+	if f.Timings.WatchdogTimeout > 0 {
+		return time.Duration(f.Timings.WatchdogTimeout)
+	}
+	if f.Watchdog != nil {
+		return f.Watchdog.timeout()
+	}
+	return 0
 }
 
 func parseRole(s string) (ha.Role, error) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xenha/xenha/ha"
 )
 
 func TestDecodeExamples(t *testing.T) {
@@ -24,6 +26,88 @@ func TestDecodeExamples(t *testing.T) {
 	}
 	if r, _ := parseRole(w.Role); r != "witness" || w.Hypervisor != "" {
 		t.Fatalf("witness decoded as %+v", w)
+	}
+	if p, _ := parseFencePolicy(f.FencePolicy); p != ha.RequireFence || f.watchdogTimeout() != 0 {
+		t.Fatalf("fence_policy defaults to %q (watchdog timeout %v), want require-fence", p, f.watchdogTimeout())
+	}
+	l, err := LoadFile("testdata/lease-expiry.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := parseFencePolicy(l.FencePolicy); p != ha.AllowLeaseExpiry || l.Watchdog == nil ||
+		l.Watchdog.Device != "/dev/watchdog" || time.Duration(l.Watchdog.PetInterval) != time.Second ||
+		l.watchdogTimeout() != 5*time.Second {
+		t.Fatalf("lease-expiry decoded as %+v (watchdog %+v, watchdog timeout %v)", l, l.Watchdog, l.watchdogTimeout())
+	}
+}
+
+// TestDecodeWatchdog: fence_policy, watchdog and timings.watchdog_timeout
+// are checked against each other, the role and the lease arithmetic, with
+// errors naming the field to fix.
+func TestDecodeWatchdog(t *testing.T) {
+	base, err := os.ReadFile("testdata/lease-expiry.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(pairs ...string) string {
+		s := string(base)
+		for i := 0; i < len(pairs); i += 2 {
+			if !strings.Contains(s, pairs[i]) {
+				t.Fatalf("testdata lacks %q", pairs[i])
+			}
+			s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+		}
+		return s
+	}
+	const (
+		dog    = `"watchdog": {"device": "/dev/watchdog", "timeout": "5s", "pet_interval": "1s"},`
+		vmHost = `"hypervisor": "xen:///system",
+  "netguard": {"bridge": "xenbr0"},
+  "storage": ["drbd"]`
+		asWitness = `"role": "witness", "storage": []`
+	)
+	for _, tc := range []struct {
+		name, in    string
+		wantTimeout time.Duration // for accepted files
+		wantErr     string
+	}{
+		{"as given", string(base), 5 * time.Second, ""},
+		{"explicit watchdog_timeout", edit(`"reassign_after": "6s"`, `"reassign_after": "9s", "watchdog_timeout": "8s"`), 8 * time.Second, ""},
+		{"default watchdog timeout", edit(`"timeout": "5s", `, ``, `"6s"`, `"11s"`), 10 * time.Second, ""},
+		{"watchdog under require-fence", edit(`"allow-lease-expiry"`, `"require-fence"`), 0, ""},
+		{"witness under allow-lease-expiry", edit(dog, ``, vmHost, asWitness, `"reassign_after": "6s"`, `"reassign_after": "6s", "watchdog_timeout": "5s"`), 5 * time.Second, ""},
+
+		{"unknown policy", edit(`"allow-lease-expiry"`, `"hope"`), 0, `fence_policy: "hope"`},
+		{"no watchdog on a VM host", edit(dog, ``), 0, "watchdog: missing"},
+		{"watchdog on a witness", edit(vmHost, asWitness), 0, "watchdog: set on a witness"},
+		{"no device", edit(`"device": "/dev/watchdog", `, ``), 0, "watchdog.device: missing"},
+		{"pet not shorter than timeout", edit(`"pet_interval": "1s"`, `"pet_interval": "5s"`), 0, "watchdog.pet_interval"},
+		{"bad pet interval", edit(`"pet_interval": "1s"`, `"pet_interval": "often"`), 0, `duration "often"`},
+		{"unknown watchdog key", edit(`"pet_interval"`, `"pet"`), 0, `unknown field "pet"`},
+		{"reassign_after too short", edit(`"6s"`, `"5s"`), 0, "timings.reassign_after: 5s must be at least lease (900ms) + watchdog_timeout (5s)"},
+		{"profile's reassign_after too short", edit(`, "reassign_after": "6s"`, ``), 0, "timings.reassign_after"},
+		{"watchdog_timeout below the device's", edit(`"reassign_after": "6s"`, `"reassign_after": "6s", "watchdog_timeout": "4s"`), 0, "timings.watchdog_timeout: 4s is shorter than watchdog.timeout (5s)"},
+		{"watchdog_timeout under require-fence", edit(`"allow-lease-expiry"`, `"require-fence"`, `"reassign_after": "6s"`, `"reassign_after": "6s", "watchdog_timeout": "5s"`), 0, "timings.watchdog_timeout: set, but fence_policy"},
+		{"witness without watchdog_timeout", edit(dog, ``, vmHost, asWitness), 0, "timings.watchdog_timeout: missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Decode(strings.NewReader(tc.in))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := f.watchdogTimeout(); got != tc.wantTimeout {
+					t.Fatalf("watchdog timeout %v, want %v", got, tc.wantTimeout)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted: %+v", f)
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q; want ErrConfig mentioning %q", err, tc.wantErr)
+			}
+		})
 	}
 }
 
@@ -104,7 +188,7 @@ func TestDecodeTooLarge(t *testing.T) {
 // FuzzDecode: any input either decodes into a file that passes its own
 // checks, or is refused with ErrConfig; never a panic.
 func FuzzDecode(f *testing.F) {
-	for _, p := range []string{"testdata/xen-a.json", "testdata/witness.json"} {
+	for _, p := range []string{"testdata/xen-a.json", "testdata/witness.json", "testdata/lease-expiry.json"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)

@@ -2,8 +2,10 @@
 // a pool. It reads one JSON file (see File and testdata/xen-a.json), wires
 // ha with libvirt (xenctl/libvirt), IPMI fencing chains (fence, fence/ipmi),
 // the nftables guard (netguard/nft) and the storage backends it names
-// (storage/nbd, storage/drbd), forms or joins the pool, logs the cluster's
-// events, and leaves cleanly on SIGINT or SIGTERM.
+// (storage/nbd, storage/drbd) and, if the file names one, the hardware
+// watchdog (fence/watchdog, fed the host's lease; testdata/lease-expiry.json
+// lets the pool count a watchdog reset as a fence). It forms or joins the
+// pool, logs the cluster's events, and leaves cleanly on SIGINT or SIGTERM.
 //
 // Embedders copy build (File → ha.Config with its plug-ins) and run (New,
 // Bootstrap or Join, Subscribe, Close); the rest is flag handling.
@@ -14,20 +16,20 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/xenha/xenha/examples/internal/member"
 	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/fence/ipmi"
+	"github.com/xenha/xenha/fence/watchdog"
 	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/pki"
 	"github.com/xenha/xenha/netguard/nft"
 	"github.com/xenha/xenha/storage"
 	"github.com/xenha/xenha/storage/drbd"
@@ -72,15 +74,20 @@ func run(ctx context.Context, f *File, log *slog.Logger, ready func(*ha.Cluster)
 		return err
 	}
 	defer cleanup()
+	dog, _ := cfg.Watchdog.(*watchdog.Keeper)
+	if dog != nil {
+		defer pet(dog, log)()
+	}
 	c, err := ha.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	stopped := false // ctx ended: the daemon was asked to stop
 	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.Close(closeCtx); err != nil {
-			log.Warn("close", "err", err)
+		vms := poolVMs(c)
+		closed := member.Close(c, log) == nil
+		if dog != nil {
+			settleWatchdog(dog, stopped && closed, vms, cfg.Hypervisor, log)
 		}
 	}()
 	events := c.Subscribe(ctx)
@@ -103,13 +110,8 @@ func run(ctx context.Context, f *File, log *slog.Logger, ready func(*ha.Cluster)
 	if ready != nil {
 		ready(c)
 	}
-	for ev := range events {
-		level := slog.LevelInfo
-		if ev.Kind == ha.EventApplied {
-			level = slog.LevelDebug // every lease renewal: too many for the log
-		}
-		log.Log(ctx, level, "event", "kind", ev.Kind, "host", ev.Host, "vm", ev.VM, "msg", ev.Message)
-	}
+	member.LogEvents(ctx, log, events)
+	stopped = ctx.Err() != nil
 	return nil
 }
 
@@ -137,13 +139,27 @@ func build(ctx context.Context, f *File, log *slog.Logger) (ha.Config, func(), e
 		return fail(err)
 	}
 	applyTimings(&cfg, f.Timings)
-	token, err := os.ReadFile(f.JoinTokenFile)
-	if err != nil {
-		return fail(fmt.Errorf("daemon: join token: %w", err))
+	if f.Watchdog != nil {
+		// First, so that any failure after it leaves the device armed.
+		k, err := openWatchdog(f.Watchdog, log)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Watchdog = k
 	}
-	cfg.JoinToken = strings.TrimSpace(string(token))
-	if cfg.TLS, err = loadTLS(f.TLS); err != nil {
-		return fail(err)
+	if cfg.FencePolicy, err = parseFencePolicy(f.FencePolicy); err != nil {
+		return fail(fmt.Errorf("%w: fence_policy: %v", ErrConfig, err))
+	}
+	cfg.WatchdogTimeout = f.watchdogTimeout()
+	if k, ok := cfg.Watchdog.(*watchdog.Keeper); ok && cfg.WatchdogTimeout > 0 && k.Timeout() > cfg.WatchdogTimeout {
+		return fail(fmt.Errorf("%w: timings.watchdog_timeout: %v is shorter than the %v the driver of %s runs with (it counts whole seconds): raise it, and reassign_after with it",
+			ErrConfig, cfg.WatchdogTimeout, k.Timeout(), f.Watchdog.Device))
+	}
+	if cfg.JoinToken, err = member.ReadJoinToken(f.JoinTokenFile); err != nil {
+		return fail(fmt.Errorf("daemon: join_token_file: %w", err))
+	}
+	if cfg.TLS, err = pki.LoadFiles(f.TLS.CA, f.TLS.Cert, f.TLS.Key); err != nil {
+		return fail(fmt.Errorf("daemon: tls: %w", err))
 	}
 	if len(f.Fence) > 0 {
 		if cfg.Fencer, err = fencers(f.Fence, log); err != nil {
@@ -201,22 +217,6 @@ func applyTimings(cfg *ha.Config, t Timings) {
 	set(&cfg.InitDead, t.InitDead)
 	set(&cfg.Lease, t.Lease)
 	set(&cfg.ReassignAfter, t.ReassignAfter)
-}
-
-func loadTLS(files TLSFiles) (*ha.TLSConfig, error) {
-	caPEM, err := os.ReadFile(files.CA)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: tls.ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%w: tls.ca: %s holds no PEM certificate", ErrConfig, files.CA)
-	}
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: tls.cert/tls.key: %w", err)
-	}
-	return &ha.TLSConfig{CA: pool, Cert: cert}, nil
 }
 
 // fencers builds one fence.Chain whose level i sends each host to its own

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"log/slog"
 	"os"
@@ -29,20 +27,11 @@ func files(t *testing.T, ca *pki.CA, id string) (TLSFiles, string, string) {
 		}
 		return p
 	}
-	cert, err := ca.Issue(id)
+	m, err := ca.WriteMember(dir, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tf := TLSFiles{
-		CA:   write("ca.pem", ca.CertPEM()),
-		Cert: write(id+".pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
-		Key:  write(id+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})),
-	}
-	return tf, write("token", []byte("pool-token\n")), write("bmc", []byte("bmc-password\n"))
+	return TLSFiles{CA: m.CA, Cert: m.Cert, Key: m.Key}, write("token", []byte("pool-token\n")), write("bmc", []byte("bmc-password\n"))
 }
 
 // TestDaemonsFormAPool starts two daemons from configuration files, the
