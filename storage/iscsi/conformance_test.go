@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/xenha/xenha/internal/testenv"
@@ -55,7 +53,7 @@ func TestConformanceNetworkDisk(t *testing.T) {
 // opens: qemu-img (with qemu-block-extra's libiscsi driver) reads the LUN's
 // size through the URL built from it.
 func TestQEMUOpensNetworkSource(t *testing.T) {
-	qemuImg := testenv.NeedBinary(t, "qemu-img")
+	testenv.NeedBinary(t, "qemu-img") // before starting tgtd for nothing
 	g := startTgtd(t)
 	const iqn = "iqn.2026-11.test.xenha:qemu"
 	g.AddTarget(1, iqn, 24<<20)
@@ -68,15 +66,8 @@ func TestQEMUOpensNetworkSource(t *testing.T) {
 	}
 	defer b.Detach(context.Background(), vol)
 	url := fmt.Sprintf("iscsi://%s:%d/%s", src.Hosts[0].Host, src.Hosts[0].Port, src.Name)
-	out, err := exec.CommandContext(ctxT(t), qemuImg, "info", url).CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "Unknown protocol") {
-			testenv.Absent(t, "qemu-img has no iscsi driver (install qemu-block-extra): %s", out)
-		}
-		t.Fatalf("qemu-img info %s: %v\n%s", url, err, out)
-	}
-	if !strings.Contains(string(out), "(25165824 bytes)") {
-		t.Fatalf("qemu-img info %s does not report the LUN's 24 MiB:\n%s", url, out)
+	if size := storagetest.QEMUImgSize(t, url); size != 24<<20 {
+		t.Fatalf("qemu-img info %s reports %d bytes, not the LUN's 24 MiB", url, size)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os/exec"
 	"strconv"
 	"testing"
 
@@ -52,7 +51,7 @@ func TestUnreachableVolume(t *testing.T) {
 // opens: qemu-img reads the export through the URI and through the json:
 // form libvirt would build from the same fields.
 func TestQEMUOpensNetworkSource(t *testing.T) {
-	qemuImg := testenv.NeedBinary(t, "qemu-img")
+	testenv.NeedBinary(t, "qemu-img") // before starting qemu-nbd for nothing
 	for _, ro := range []bool{false, true} {
 		s := startQemuNBD(t, nbdExport{name: "vm1-disk0", size: 5 << 20, readOnly: ro})
 		src, err := New().Attach(context.Background(), storage.Volume{ID: "vm1-disk0", Kind: Kind, Params: s.params("vm1-disk0"), Generation: 1})
@@ -69,15 +68,8 @@ func TestQEMUOpensNetworkSource(t *testing.T) {
 		spec, _ := json.Marshal(map[string]any{"driver": "nbd", "export": src.Name,
 			"server": map[string]string{"type": "inet", "host": src.Hosts[0].Host, "port": strconv.Itoa(src.Hosts[0].Port)}})
 		for _, target := range []string{uri, "json:" + string(spec)} {
-			out, err := exec.Command(qemuImg, "info", "--output=json", target).CombinedOutput()
-			if err != nil {
-				t.Fatalf("qemu-img info %s: %v\n%s", target, err, out)
-			}
-			var info struct {
-				VirtualSize int64 `json:"virtual-size"`
-			}
-			if err := json.Unmarshal(out, &info); err != nil || info.VirtualSize != 5<<20 {
-				t.Fatalf("qemu-img info %s: virtual-size %d (%v), want %d\n%s", target, info.VirtualSize, err, 5<<20, out)
+			if size := storagetest.QEMUImgSize(t, target); size != 5<<20 {
+				t.Fatalf("qemu-img info %s: virtual-size %d, want %d", target, size, 5<<20)
 			}
 		}
 	}

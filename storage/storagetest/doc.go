@@ -19,4 +19,6 @@
 // [Run] is the conformance suite: give it a [Subject] (one or two backends
 // sharing a volume, and what they promise) and it checks the storage.Backend
 // contract. The fake passes it; so must every backend in this module.
+// [QEMUImgSize] adds what the suite cannot see: that QEMU opens the Source a
+// real backend returns.
 package storagetest
