@@ -6,7 +6,9 @@
 //
 // It is the smallest useful embedder: copy it to see what every xenha
 // program does: build an ha.Config (a profile, identity, mutual TLS), New,
-// Join once, Close on exit.
+// Join once, Close on exit. Take examples/internal/member along (the join
+// token, the event log, the close with a deadline, about sixty lines); the
+// TLS files are read by ha/pki's LoadFiles.
 //
 //	witness -id witness -data /var/lib/xenha-witness -bind 198.18.0.3:7946 \
 //	    -join 198.18.0.1:7946,198.18.0.2:7946 -token-file /etc/xenha/token \
