@@ -130,6 +130,12 @@ func (c *Cluster) proposeData(ctx context.Context, kind, reqID string, data []by
 		}
 		if err := c.fsm.waitIndex(ctx, resp.Index); err != nil {
 			sent = true
+			if serr, since := c.store.failing(); serr != nil {
+				// Committed, but its verdict is known only once this
+				// member applies it, which it cannot.
+				err = fmt.Errorf("%w; committed at index %d, but this member cannot apply it: writing its Raft log has failed since %s: %w",
+					err, resp.Index, since.Format(time.RFC3339), serr)
+			}
 			return nil, indeterminate(err)
 		}
 		if r, ok := c.fsm.result(reqID); ok {

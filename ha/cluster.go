@@ -37,6 +37,7 @@ type Cluster struct {
 	incarnation string
 	existing    atomic.Bool // the member has cluster state (restarted, bootstrapped or joined)
 	closers     []io.Closer
+	store       *watchedStore // the Raft log and stable store, watched for failing writes
 
 	events  events
 	peers   peerHealth
@@ -116,10 +117,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		}
 	}()
 
-	logs, stable, snaps, err := c.openStores(o.mem)
+	rawLogs, rawStable, snaps, err := c.openStores(o.mem)
 	if err != nil {
 		return nil, err
 	}
+	c.store = newWatchedStore(rawLogs, rawStable, c.storeChanged)
+	logs, stable := raft.LogStore(c.store), raft.StableStore(c.store)
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	c.existing.Store(existing)
 	if err != nil {
@@ -201,6 +204,17 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	c.hooksMu.Unlock()
 	c.log.Info("member started", "addr", c.addr, "existing_state", c.existing.Load())
 	return c, nil
+}
+
+// storeChanged reports a change in whether writing the Raft log works.
+func (c *Cluster) storeChanged(err error, since time.Time) {
+	if err != nil {
+		c.log.Error("writing the Raft log fails: this member cannot follow the log until it works again", "err", err)
+		c.emit(Event{Kind: EventStoreFailed, Host: c.cfg.ID, Message: err.Error()})
+		return
+	}
+	c.log.Info("writing the Raft log works again")
+	c.emit(Event{Kind: EventStoreRecovered, Host: c.cfg.ID})
 }
 
 func (c *Cluster) openStores(mem *MemoryStore) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {

@@ -43,6 +43,13 @@
 // Leaders refuse forwarded commands they cannot decode, so unknown kinds
 // reach the log only from a newer leader.
 //
+// A member that cannot write its Raft log (a full disk, an I/O error) emits
+// EventStoreFailed. As leader it steps down, and the write fails with the
+// disk's error; as a follower it falls behind, and writes made through it
+// fail as indeterminate, saying they were committed but cannot be applied
+// here, and why. The others carry on; once the disk works the member catches
+// up (EventStoreRecovered). Nothing acknowledged is lost.
+//
 // Snapshots are the State as JSON in a versioned wrapper and restore exactly.
 //
 // # Failover

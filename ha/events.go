@@ -22,6 +22,8 @@ const (
 	EventApplied        EventKind = "state.applied"   // a command changed the state (Message: kind)
 	EventRefused        EventKind = "state.refused"   // a command was refused (Message: why)
 	EventHalted         EventKind = "member.halted"   // this member met a log entry it cannot apply
+	EventStoreFailed    EventKind = "store.failed"    // writing this member's Raft log failed (Message: why, e.g. a full disk)
+	EventStoreRecovered EventKind = "store.recovered" // writing this member's Raft log works again
 )
 
 // Event is one thing that happened, as seen by this member.
