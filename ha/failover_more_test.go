@@ -304,7 +304,10 @@ func TestFailoverEvictsBestEffort(t *testing.T) {
 func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 	t.Parallel()
 	p := hatest.SharedCPU()
-	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 500*time.Millisecond, 2600*time.Millisecond
+	// The watchdog's timeout is what a live host's renewals may lag behind
+	// its lease before it is reset: on a starved, race-instrumented CPU that
+	// lag reached 0.6 s, so 1.5 s.
+	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 1500*time.Millisecond, 3600*time.Millisecond
 	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -336,7 +339,7 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 func TestFailoverLeaseExpiryWatchdogResetsCutOffHost(t *testing.T) {
 	t.Parallel()
 	p := hatest.SharedCPU()
-	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 500*time.Millisecond, 2600*time.Millisecond
+	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 1500*time.Millisecond, 3600*time.Millisecond
 	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
 	w.CheckInvariants(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
