@@ -24,30 +24,30 @@ type timings struct {
 	WatchdogTimeout time.Duration
 }
 
-// Health is the detector's verdict on one host.
-type Health int
+// health is the detector's verdict on one host.
+type health int
 
 // Verdicts, in increasing order of silence.
 const (
-	HealthOK   Health = iota // renewing
-	HealthWarn               // silent past WarnTime
-	HealthDead               // silent past DeadTime (or InitDead for a host never heard)
+	healthOK   health = iota // renewing
+	healthWarn               // silent past WarnTime
+	healthDead               // silent past DeadTime (or InitDead for a host never heard)
 )
 
-func (h Health) String() string {
+func (h health) String() string {
 	switch h {
-	case HealthWarn:
+	case healthWarn:
 		return "warn"
-	case HealthDead:
+	case healthDead:
 		return "dead"
 	}
 	return "ok"
 }
 
-// Verdict is what the detector says about one host at one instant.
-type Verdict struct {
+// hostVerdict is what the detector says about one host at one instant.
+type hostVerdict struct {
 	Host    string
-	Health  Health
+	Health  health
 	Silence time.Duration
 	// Reassignable: silence is past ReassignAfter, so that the host's lease
 	// has certainly run out on its own clock too. Fence-before-recover still
@@ -137,14 +137,14 @@ func (d *detector) lostLeadership() {
 
 // verdict judges one host. It is meaningful only on the leader: on a
 // follower it reports every host as OK.
-func (d *detector) verdict(host string) Verdict {
+func (d *detector) verdict(host string) hostVerdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.verdictLocked(host, d.now())
 }
 
-func (d *detector) verdictLocked(host string, now time.Time) Verdict {
-	v := Verdict{Host: host}
+func (d *detector) verdictLocked(host string, now time.Time) hostVerdict {
+	v := hostVerdict{Host: host}
 	if d.leader.IsZero() {
 		return v
 	}
@@ -180,9 +180,9 @@ func (d *detector) verdictLocked(host string, now time.Time) Verdict {
 	}
 	switch {
 	case dead:
-		v.Health = HealthDead
+		v.Health = healthDead
 	case v.Silence > d.t.WarnTime:
-		v.Health = HealthWarn
+		v.Health = healthWarn
 	}
 	v.Reassignable = v.Silence > d.t.ReassignAfter
 	v.LeaseExpired = d.t.WatchdogTimeout > 0 && v.Silence > d.t.Lease+d.t.WatchdogTimeout
@@ -190,15 +190,15 @@ func (d *detector) verdictLocked(host string, now time.Time) Verdict {
 }
 
 // verdicts judges the given hosts at one instant, sorted by host.
-func (d *detector) verdicts(hosts []string) []Verdict {
+func (d *detector) verdicts(hosts []string) []hostVerdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	out := make([]Verdict, 0, len(hosts))
+	out := make([]hostVerdict, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, d.verdictLocked(h, now))
 	}
-	slices.SortFunc(out, func(a, b Verdict) int {
+	slices.SortFunc(out, func(a, b hostVerdict) int {
 		if a.Host < b.Host {
 			return -1
 		}

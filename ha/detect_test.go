@@ -40,16 +40,16 @@ func TestDetectorSilenceThresholds(t *testing.T) {
 	steps := []struct {
 		advance time.Duration
 		renew   bool
-		health  Health
+		health  health
 		reassig bool
 	}{
-		{0, false, HealthOK, false},
-		{250 * time.Millisecond, false, HealthOK, false},
-		{1 * time.Millisecond, false, HealthWarn, false},
-		{150 * time.Millisecond, false, HealthDead, false},
-		{450 * time.Millisecond, false, HealthDead, true},
-		{0, true, HealthOK, false}, // a renewal brings it back at once
-		{300 * time.Millisecond, false, HealthWarn, false},
+		{0, false, healthOK, false},
+		{250 * time.Millisecond, false, healthOK, false},
+		{1 * time.Millisecond, false, healthWarn, false},
+		{150 * time.Millisecond, false, healthDead, false},
+		{450 * time.Millisecond, false, healthDead, true},
+		{0, true, healthOK, false}, // a renewal brings it back at once
+		{300 * time.Millisecond, false, healthWarn, false},
 	}
 	for i, s := range steps {
 		clk.Advance(s.advance)
@@ -74,28 +74,28 @@ func TestDetectorCountsFromElection(t *testing.T) {
 	d.renewed("h1")
 	d.renewed("h2")
 	clk.Advance(5 * time.Second)
-	if v := d.verdict("h1"); v.Health != HealthOK || v.Silence != 0 {
+	if v := d.verdict("h1"); v.Health != healthOK || v.Silence != 0 {
 		t.Fatalf("follower verdict %+v, want OK and no silence", v)
 	}
 	d.becameLeader()
-	if v := d.verdict("h1"); v.Health != HealthOK {
+	if v := d.verdict("h1"); v.Health != healthOK {
 		t.Fatalf("just elected: %+v, want OK", v)
 	}
 	clk.Advance(100 * time.Millisecond)
 	d.renewed("h2")
 	clk.Advance(401 * time.Millisecond)
-	if v := d.verdict("h2"); v.Health != HealthDead {
+	if v := d.verdict("h2"); v.Health != healthDead {
 		t.Fatalf("h2, heard after the election, silent 401ms: %+v, want dead", v)
 	}
-	if v := d.verdict("h1"); v.Health != HealthWarn || v.Reassignable {
+	if v := d.verdict("h1"); v.Health != healthWarn || v.Reassignable {
 		t.Fatalf("h1, not heard since the election, 501ms: %+v, want a warning only (InitDead)", v)
 	}
 	clk.Advance(500 * time.Millisecond)
-	if v := d.verdict("h1"); v.Health != HealthDead || !v.Reassignable {
+	if v := d.verdict("h1"); v.Health != healthDead || !v.Reassignable {
 		t.Fatalf("h1 past InitDead: %+v, want dead and reassignable", v)
 	}
 	d.lostLeadership()
-	if v := d.verdict("h1"); v.Health != HealthOK {
+	if v := d.verdict("h1"); v.Health != healthOK {
 		t.Fatalf("after losing leadership: %+v, want OK", v)
 	}
 }
@@ -105,11 +105,11 @@ func TestDetectorInitDeadForUnheardHosts(t *testing.T) {
 	d := newDetector(fastTimings, clk.Now)
 	d.becameLeader()
 	clk.Advance(900 * time.Millisecond)
-	if v := d.verdict("new"); v.Health != HealthWarn {
+	if v := d.verdict("new"); v.Health != healthWarn {
 		t.Fatalf("unheard host within InitDead: %+v, want warn only", v)
 	}
 	clk.Advance(200 * time.Millisecond)
-	if v := d.verdict("new"); v.Health != HealthDead {
+	if v := d.verdict("new"); v.Health != healthDead {
 		t.Fatalf("unheard host past InitDead: %+v, want dead", v)
 	}
 }
@@ -163,16 +163,16 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	d.probed("slow", start, true)
 	d.probed("booting", start, false)
 	clk.Advance(399 * time.Millisecond)
-	if v := d.verdict("dead"); v.Health == HealthDead {
+	if v := d.verdict("dead"); v.Health == healthDead {
 		t.Fatalf("unreachable for less than DeadTime: %+v, want not dead yet", v)
 	}
 	clk.Advance(2 * time.Millisecond)
 	d.probed("dead", clk.Now(), false) // a later failure keeps the run's start
-	if v := d.verdict("dead"); v.Health != HealthDead || v.Reassignable {
+	if v := d.verdict("dead"); v.Health != healthDead || v.Reassignable {
 		t.Fatalf("unreachable past DeadTime: %+v, want dead, not yet reassignable", v)
 	}
 	for _, h := range []string{"slow", "booting"} {
-		if v := d.verdict(h); v.Health == HealthDead {
+		if v := d.verdict(h); v.Health == healthDead {
 			t.Fatalf("%s within InitDead: %+v, want not dead", h, v)
 		}
 	}
@@ -182,11 +182,11 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	}
 	// An answer restores the grace; a renewal ends the probing.
 	d.probed("dead", clk.Now(), true)
-	if v := d.verdict("dead"); v.Health == HealthDead {
+	if v := d.verdict("dead"); v.Health == healthDead {
 		t.Fatalf("answered a probe: %+v, want the grace back", v)
 	}
 	d.renewed("slow")
-	if v := d.verdict("slow"); v.Probe || v.Health != HealthOK {
+	if v := d.verdict("slow"); v.Probe || v.Health != healthOK {
 		t.Fatalf("renewed: %+v, want OK and no probe", v)
 	}
 	// A new term starts with a clean slate.
@@ -194,7 +194,7 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	d.lostLeadership()
 	d.becameLeader()
 	clk.Advance(time.Second)
-	if v := d.verdict("dead"); v.Health == HealthDead {
+	if v := d.verdict("dead"); v.Health == healthDead {
 		t.Fatalf("failures from the last term: %+v, want ignored", v)
 	}
 }

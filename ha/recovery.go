@@ -204,14 +204,14 @@ func (r *recovery) step(ctx context.Context) {
 		switch h.State {
 		case HostOnline, HostMaintenance:
 			switch v.Health {
-			case HealthOK:
+			case healthOK:
 				r.warned[id] = false
-			case HealthWarn:
+			case healthWarn:
 				if !r.warned[id] {
 					r.warned[id] = true
 					f.emit(Event{Kind: EventHostWarn, Host: id, Message: fmt.Sprintf("no lease renewal for %v", v.Silence.Round(time.Millisecond))})
 				}
-			case HealthDead:
+			case healthDead:
 				// A host in maintenance can die too; renewing brings it
 				// back online (out of maintenance).
 				_, err := f.c.propose(pctx, &suspectCmd{Host: id, Epoch: h.Epoch, LastSeen: time.Now().Add(-v.Silence), Silence: v.Silence})
