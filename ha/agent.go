@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -241,7 +242,7 @@ func (a *agent) round(ctx context.Context) {
 	in := reconcileInput{
 		Epoch: epoch, Lease: status, Desired: v.desired, Managed: v.managed,
 		Domains: doms, DomainsErr: derr,
-		Started: maps(a.started), Paused: maps(a.paused), Response: isolationAction(&f.cfg),
+		Started: maps.Clone(a.started), Paused: maps.Clone(a.paused), Response: isolationAction(&f.cfg),
 		Outgoing: outgoing, Incoming: incoming,
 	}
 	a.mu.Unlock()
@@ -294,14 +295,6 @@ func (a *agent) round(ctx context.Context) {
 	}
 	in.Domains = doms
 	a.report(ctx, v, epoch, observations(in))
-}
-
-func maps[V any](m map[string]V) map[string]V {
-	out := make(map[string]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // do carries out one action. Failures are logged and retried next round.

@@ -2,9 +2,10 @@ package ha
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -232,14 +233,57 @@ func (f *fsm) clone() (*State, error) {
 	return cloneState(f.state)
 }
 
+// cloneState returns a deep copy of s: no map, slice or pointer of the copy
+// is shared with s (strings are, being immutable). The leader's controller
+// copies the state every KeepAlive/2, so this is written out by hand: a JSON
+// round trip took 54 ms for 1,000 VMs (BenchmarkStateScale). TestCloneState
+// fills every field by reflection and fails if a new field is shared.
 func cloneState(s *State) (*State, error) {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("ha: copy state: %w", err)
+	out := &State{Version: s.Version, ClusterID: s.ClusterID, Index: s.Index,
+		Hosts:    make(map[string]*Host, len(s.Hosts)),
+		VMs:      make(map[string]*VM, len(s.VMs)),
+		Volumes:  make(map[string]*Volume, len(s.Volumes)),
+		Requests: make(map[string]uint64, len(s.Requests)),
 	}
-	out := newState(s.ClusterID)
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, fmt.Errorf("ha: copy state: %w", err)
+	for id, h := range s.Hosts {
+		c := *h
+		out.Hosts[id] = &c
 	}
+	for name, vm := range s.VMs {
+		c := *vm
+		c.Spec.MACs = slices.Clone(vm.Spec.MACs)
+		c.Spec.Addrs = slices.Clone(vm.Spec.Addrs)
+		c.Spec.Volumes = slices.Clone(vm.Spec.Volumes)
+		c.Policy.Preferred = slices.Clone(vm.Policy.Preferred)
+		if vm.Migrating != nil {
+			m := *vm.Migrating
+			c.Migrating = &m
+		}
+		out.VMs[name] = &c
+	}
+	for id, v := range s.Volumes {
+		c := *v
+		c.Params = maps.Clone(v.Params)
+		out.Volumes[id] = &c
+	}
+	if s.Fences != nil {
+		out.Fences = make([]FenceRecord, len(s.Fences))
+		for i, f := range s.Fences {
+			f.Attempts = slices.Clone(f.Attempts)
+			out.Fences[i] = f
+		}
+	}
+	if s.Incidents != nil {
+		out.Incidents = make([]*Incident, len(s.Incidents))
+		for i, inc := range s.Incidents {
+			c := *inc
+			c.Phases = slices.Clone(inc.Phases)
+			c.VMs = slices.Clone(inc.VMs)
+			c.Notes = slices.Clone(inc.Notes)
+			c.Attempts = slices.Clone(inc.Attempts)
+			out.Incidents[i] = &c
+		}
+	}
+	maps.Copy(out.Requests, s.Requests)
 	return out, nil
 }
