@@ -17,11 +17,14 @@ import (
 var (
 	benchKills       = flag.Int("failover.kills", 10, "non-leader hosts killed per BenchmarkFailover run")
 	benchLeaderKills = flag.Int("failover.leader-kills", 4, "leaders killed per BenchmarkFailover run")
+	benchHosts       = flag.Int("failover.hosts", 3, "hosts in BenchmarkFailover's pool")
+	benchVMs         = flag.Int("failover.vms", 30, "VMs in BenchmarkFailover's pool")
 )
 
 // BenchmarkFailover measures crash-to-running time: from a host's power-off
 // to the moment every VM it ran executes on another host (seen by the fake
-// hypervisors). FastLAN profile, 3 hosts, 30 VMs, a fencing device that
+// hypervisors). FastLAN profile, 3 hosts, 30 VMs (-failover.hosts and
+// -failover.vms change the pool), a fencing device that
 // answers in 50 ms. Non-leader and leader victims are reported apart: a
 // leader's death adds an election, and the new leader counts ReassignAfter
 // from its election.
@@ -29,10 +32,16 @@ var (
 //	go test -run '^$' -bench BenchmarkFailover -benchtime 1x ./ha/
 func BenchmarkFailover(b *testing.B) {
 	for range b.N {
-		w := hatest.NewWorld(b, 3, hatest.Profile(ha.FastLAN()),
-			hatest.FenceBehavior(fencetest.Succeed().WithLatency(50*time.Millisecond)))
+		opts := []hatest.WorldOption{hatest.Profile(ha.FastLAN()),
+			hatest.FenceBehavior(fencetest.Succeed().WithLatency(50 * time.Millisecond))}
+		// Room for every VM with one host down (testVMs: 512 MiB, 1 vCPU).
+		cpus := max(16, 2**benchVMs/(*benchHosts-1))
+		for i := range *benchHosts {
+			opts = append(opts, hatest.HostSize(i, uint64(cpus)<<19, cpus))
+		}
+		w := hatest.NewWorld(b, *benchHosts, opts...)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		vms := testVMs(30)
+		vms := testVMs(*benchVMs)
 		if err := w.AddVMs(ctx, vms...); err != nil {
 			b.Fatal(err)
 		}
@@ -46,7 +55,7 @@ func BenchmarkFailover(b *testing.B) {
 			if k < *benchKills {
 				// The follower running the most VMs (victims come back empty).
 				best := -1
-				for i := range 3 {
+				for i := range *benchHosts {
 					if i != l && (best < 0 || len(w.VMsOn(w.ID(i))) > len(w.VMsOn(w.ID(best)))) {
 						best = i
 					}
@@ -80,7 +89,7 @@ func BenchmarkFailover(b *testing.B) {
 func killAndMeasure(ctx context.Context, w *hatest.World, i int) (time.Duration, error) {
 	id := w.ID(i)
 	var victims []string
-	for _, vm := range testVMs(30) {
+	for _, vm := range testVMs(*benchVMs) {
 		if slices.Contains(w.RunningOn(vm.Name), id) {
 			victims = append(victims, vm.Name)
 		}
