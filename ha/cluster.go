@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	// so that no applied command escapes onApplied.
 	c.startFailover()
 
-	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, c.trans)
+	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, unpipelined{c.trans})
 	if err != nil {
 		return nil, fmt.Errorf("ha: member %s: start Raft: %w", cfg.ID, err)
 	}

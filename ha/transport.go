@@ -62,3 +62,16 @@ type advertised string
 
 func (a advertised) Network() string { return "tcp" }
 func (a advertised) String() string  { return string(a) }
+
+// unpipelined is the Raft transport without pipelined replication. In raft
+// v1.7.3 a follower that refuses an append (its disk is full, its log store
+// failed once) while the pipeline is full leaves the leader's replication to
+// it blocked for good: heartbeats still flow, so no election heals it, and
+// the follower never receives another entry (hashicorp/raft#612;
+// TestFullDiskLosesNothing met it). Without a pipeline, raft sends one
+// append at a time and retries refusals with backoff.
+type unpipelined struct{ *raft.NetworkTransport }
+
+func (unpipelined) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
