@@ -298,11 +298,10 @@ func TestFailoverEvictsBestEffort(t *testing.T) {
 	}
 }
 
-// With FencePolicy AllowLeaseExpiry (hosts with a hardware watchdog), a
-// silent host whose fencing device never answers counts as fenced once
-// its lease and the watchdog's timeout have run out.
-func TestFailoverLeaseExpiryPolicy(t *testing.T) {
-	t.Parallel()
+// leaseExpiryWorld is three hosts under FencePolicy AllowLeaseExpiry, each
+// with a simulated watchdog, a fencing device that never answers, and four
+// VMs running, checked by the invariant checker.
+func leaseExpiryWorld(t *testing.T) (*hatest.World, context.Context) {
 	p := hatest.SharedCPU()
 	// The watchdog's timeout is what a live host's renewals may lag behind
 	// its lease before it is reset: on a starved, race-instrumented CPU that
@@ -310,11 +309,19 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 1500*time.Millisecond, 3600*time.Millisecond
 	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
 	w.CheckInvariants(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx := ctxT(t, 40*time.Second)
 	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
 		t.Fatal(err)
 	}
+	return w, ctx
+}
+
+// With FencePolicy AllowLeaseExpiry (hosts with a hardware watchdog), a
+// silent host whose fencing device never answers counts as fenced once
+// its lease and the watchdog's timeout have run out.
+func TestFailoverLeaseExpiryPolicy(t *testing.T) {
+	t.Parallel()
+	w, ctx := leaseExpiryWorld(t)
 	l, _ := w.WaitLeader(ctx)
 	victim := w.ID((l + 1) % 3)
 	onVictim := w.VMsOn(victim)
@@ -338,15 +345,7 @@ func TestFailoverLeaseExpiryPolicy(t *testing.T) {
 // elsewhere.
 func TestFailoverLeaseExpiryWatchdogResetsCutOffHost(t *testing.T) {
 	t.Parallel()
-	p := hatest.SharedCPU()
-	p.FencePolicy, p.WatchdogTimeout, p.ReassignAfter = ha.AllowLeaseExpiry, 1500*time.Millisecond, 3600*time.Millisecond
-	w := hatest.NewWorld(t, 3, hatest.Profile(p), hatest.FenceBehavior(fencetest.Fail(fence.ErrUnreachable)), hatest.Watchdogs(p.WatchdogTimeout))
-	w.CheckInvariants(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	if err := w.AddVMs(ctx, testVMs(4)...); err != nil {
-		t.Fatal(err)
-	}
+	w, ctx := leaseExpiryWorld(t)
 	if err := w.MakeFollower(ctx, 1); err != nil {
 		t.Fatal(err)
 	}

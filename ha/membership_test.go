@@ -133,13 +133,8 @@ func TestRemoveNeverLosesQuorum(t *testing.T) {
 	hc.Crash(b)
 	leader := hc.Member(l)
 	eventually(t, ctx, "leader sees the crashed member unreachable", func() bool {
-		ms, _ := leader.Members()
-		for _, m := range ms {
-			if m.ID == hc.ID(b) {
-				return !m.Reachable
-			}
-		}
-		return false
+		reach, listed := reachable(leader, hc.ID(b))
+		return listed && !reach
 	})
 	// Removing the live follower would leave the leader and a dead voter:
 	// no majority.
@@ -162,15 +157,15 @@ func TestRemoveNeverLosesQuorum(t *testing.T) {
 	}
 }
 
-// reachable reports whether leader's Members lists id as reachable.
-func reachable(leader *ha.Cluster, id string) bool {
+// reachable reports whether leader's Members lists id, and as reachable.
+func reachable(leader *ha.Cluster, id string) (reach, listed bool) {
 	ms, _ := leader.Members()
 	for _, m := range ms {
 		if m.ID == id {
-			return m.Reachable
+			return m.Reachable, true
 		}
 	}
-	return false
+	return false, false
 }
 
 // A leader that saw a peer fail, lost leadership, and leads again must judge
@@ -185,7 +180,8 @@ func TestReachableAfterLeadershipReturns(t *testing.T) {
 	cut := (l + 1) % 3
 	hc.Partition([]int{l, (l + 2) % 3}, []int{cut})
 	eventually(t, ctx, "leader sees the cut-off member unreachable", func() bool {
-		return !reachable(hc.Member(l), hc.ID(cut))
+		reach, listed := reachable(hc.Member(l), hc.ID(cut))
+		return listed && !reach
 	})
 	if err := hc.MakeFollower(ctx, l); err != nil {
 		t.Fatal(err)
@@ -204,7 +200,8 @@ func TestReachableAfterLeadershipReturns(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	eventually(t, ctx, "leader again sees the healed member reachable", func() bool {
-		return reachable(hc.Member(l), hc.ID(cut))
+		reach, _ := reachable(hc.Member(l), hc.ID(cut))
+		return reach
 	})
 }
 
