@@ -28,7 +28,9 @@ func TestFailoverChaos(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// A budget per step: a long run (-chaos.steps=20) ran out of a fixed
+	// 90 s at its last step, with every invariant held.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+time.Duration(*chaosSteps)*15*time.Second)
 	defer cancel()
 	vms := testVMs(8)
 	for i := range vms {
