@@ -22,6 +22,10 @@ type watchedStore struct {
 	mu    sync.Mutex
 	err   error
 	since time.Time
+
+	// cut is a suffix truncation Raft asked for and that waits for the
+	// entries that replace it (see DeleteRange); cut.max == 0: none.
+	cut struct{ min, max uint64 }
 }
 
 func newWatchedStore(logs raft.LogStore, stable raft.StableStore, changed func(error, time.Time)) *watchedStore {
@@ -55,10 +59,67 @@ func (s *watchedStore) note(err error) error {
 	return err
 }
 
-func (s *watchedStore) StoreLog(l *raft.Log) error     { return s.note(s.LogStore.StoreLog(l)) }
-func (s *watchedStore) StoreLogs(ls []*raft.Log) error { return s.note(s.LogStore.StoreLogs(ls)) }
+// DeleteRange removes log entries. A truncation of the log's suffix (a
+// follower's entries that conflict with the leader's) is held back until
+// StoreLogs has stored the entries that replace it. Raft v1.7.3 truncates,
+// then stores, and if the store fails (a full disk) it keeps believing the
+// truncated entries exist: it then refuses every later append that
+// includes them, and the member never catches up until it restarts
+// (TestFullDiskLosesNothing met this). Held back, a failed store leaves the
+// log exactly as Raft believes it is. Compaction (a prefix, from the first
+// index) is done at once.
 func (s *watchedStore) DeleteRange(min, max uint64) error {
+	first, err := s.LogStore.FirstIndex()
+	if err != nil {
+		return s.note(err)
+	}
+	last, err := s.LogStore.LastIndex()
+	if err != nil {
+		return s.note(err)
+	}
+	if min > first && max >= last {
+		s.mu.Lock()
+		s.cut.min, s.cut.max = min, max
+		s.mu.Unlock()
+		return nil
+	}
 	return s.note(s.LogStore.DeleteRange(min, max))
+}
+
+func (s *watchedStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs stores entries, then carries out a held-back truncation for
+// what the entries did not overwrite. Raft stores the replacement starting
+// at the truncation's first index, so after a successful store only the
+// stale tail beyond the new entries is left to delete.
+func (s *watchedStore) StoreLogs(ls []*raft.Log) error {
+	if err := s.LogStore.StoreLogs(ls); err != nil {
+		return s.note(err) // the held-back truncation waits for the retry
+	}
+	s.mu.Lock()
+	cut := s.cut
+	s.mu.Unlock()
+	if cut.max != 0 && len(ls) > 0 {
+		if last := ls[len(ls)-1].Index; last < cut.max {
+			from := max(last+1, cut.min)
+			if err := s.LogStore.DeleteRange(from, cut.max); err != nil {
+				// Stored, but the stale tail is still there: Raft sees a
+				// failed append and sends again; the tail is cut then.
+				s.mu.Lock()
+				s.cut.min, s.cut.max = from, cut.max
+				s.mu.Unlock()
+				return s.note(err)
+			}
+		}
+		s.clearCut()
+	}
+	return s.note(nil)
+}
+
+func (s *watchedStore) clearCut() {
+	s.mu.Lock()
+	s.cut.min, s.cut.max = 0, 0
+	s.mu.Unlock()
 }
 func (s *watchedStore) Set(k, v []byte) error { return s.note(s.StableStore.Set(k, v)) }
 func (s *watchedStore) SetUint64(k []byte, v uint64) error {
