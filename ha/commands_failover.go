@@ -319,12 +319,18 @@ func (c *assignCmd) kind() string { return "vm.assign" }
 // placed, released, or taken from a fenced host) may go anywhere unless the
 // host it was last seen on is alive and has not reported it stopped from a
 // view that includes the release.
-// mayStillRun reports whether the host a VM without a host was last
-// observed on may still run it: it last reported it running (or in an
-// unknown state), or has not reported since the VM was released.
-func mayStillRun(vm *VM) bool {
+// stillMayRun says why the host a VM without a host was last observed on
+// may still run it (it last reported it running or in an unknown state, or
+// has not reported since the VM was released), or nil if it may not.
+func stillMayRun(vm *VM) error {
 	o := vm.Observed
-	return o.State.Active() || o.State == xenctl.StateUnknown || o.ViewIndex < vm.Released
+	if o.State.Active() || o.State == xenctl.StateUnknown {
+		return fmt.Errorf("VM %s is still %s on host %s: wait until it stopped there", vm.Name, o.State, o.Host)
+	}
+	if o.ViewIndex < vm.Released {
+		return fmt.Errorf("VM %s: host %s has not yet reported it stopped since it was released (index %d): wait for its report", vm.Name, o.Host, vm.Released)
+	}
+	return nil
 }
 
 func mayLeave(s *State, vm *VM) error {
@@ -337,13 +343,7 @@ func mayLeave(s *State, vm *VM) error {
 		if oh == nil || oh.State == HostLeft || (oh.Epoch > vm.OwnerEpoch && oh.State == HostFenced) {
 			return nil
 		}
-		if o.State.Active() || o.State == xenctl.StateUnknown {
-			return fmt.Errorf("VM %s is still %s on host %s: wait until it stopped there", vm.Name, o.State, o.Host)
-		}
-		if o.ViewIndex < vm.Released {
-			return fmt.Errorf("VM %s: host %s has not yet reported it stopped since it was released (index %d): wait for its report", vm.Name, o.Host, vm.Released)
-		}
-		return nil
+		return stillMayRun(vm)
 	}
 	h := s.Hosts[vm.Host]
 	switch {

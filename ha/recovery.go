@@ -424,7 +424,7 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			// fenced, not because that host reported it stopped: the
 			// host may still run it under its lease, so wait that out
 			// as for a VM it holds.
-			if o := vm.Observed; o.Host != "" && mayStillRun(vm) && !f.det.verdict(o.Host).Reassignable {
+			if o := vm.Observed; o.Host != "" && stillMayRun(vm) != nil && !f.det.verdict(o.Host).Reassignable {
 				continue
 			}
 			want = append(want, name)
