@@ -19,37 +19,47 @@ import (
 )
 
 // A qemuHost is a real libvirtd with the qemu driver, private to one test: it
-// runs in its own mount and UTS namespaces, with tmpfs over libvirt's state
-// directories, its own configuration, socket directory and host UUID, so that
-// two of them on one machine look like two hosts (libvirt refuses to migrate
-// between daemons with the same host UUID). libvirtd runs in a loop under
-// "tini -s", a subreaper that reaps the QEMU processes libvirtd daemonizes;
-// killing libvirtd restarts it in the same namespace, as a host's init would.
+// runs in its own mount and UTS namespaces with a configuration the test
+// writes, its own socket directory and host UUID, so that two of them on one
+// machine look like two hosts (libvirt refuses to migrate between daemons
+// with the same host UUID). libvirtd runs in a loop under "tini -s", a
+// subreaper that reaps the QEMU processes libvirtd daemonizes; killing
+// libvirtd restarts it in the same namespace, as a host's init would.
 type qemuHost struct {
-	name string
-	dir  string
-	uri  string
-	cmd  *exec.Cmd
+	name   string
+	dir    string
+	uri    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the namespace's first process ends
 }
 
 // runScript sets up the namespace and keeps libvirtd running until the stop
-// file appears.
+// file appears. A privileged libvirtd takes its configuration from the fixed
+// /etc/libvirt and its state from /run, /var/lib, /var/cache and /var/log,
+// and its qemu driver resolves the built-in QEMU user (libvirt-qemu on
+// Debian) before it reads qemu.conf: on a machine without libvirt's system
+// package neither that directory nor that user exists. So the namespace gets
+// its own /etc and /var, each an overlay whose upper layer is a tmpfs of the
+// namespace, and its own /run: the test's configuration and user database
+// replace the machine's, the machine's libvirt state is hidden, and nothing
+// the daemon writes reaches the machine.
 const runScript = `set -e
 D=$1
-mkdir -p "$D/etc"
-cp -r /etc/libvirt/. "$D/etc/"
-# No domains or networks from the machine: nothing may autostart, and no
-# bridge or firewall rule may appear outside the test.
-rm -rf "$D"/etc/qemu/*.xml "$D"/etc/qemu/autostart "$D"/etc/qemu/networks
-cp "$D/qemu.conf" "$D/etc/qemu.conf"
+mount -t tmpfs tmpfs "$D/ns"
+for d in etc var; do
+	mkdir -p "$D/ns/$d/upper" "$D/ns/$d/work"
+	mount -t overlay overlay -o "lowerdir=/$d,upperdir=$D/ns/$d/upper,workdir=$D/ns/$d/work" "/$d"
+done
+mount -t tmpfs tmpfs /run
+rm -rf /etc/libvirt /etc/qemu /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
+mkdir -p /etc/libvirt /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
 mount --bind "$D/etc" /etc/libvirt
-for m in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
-	mkdir -p "$m"
-	mount -t tmpfs tmpfs "$m"
+for f in passwd group nsswitch.conf hosts; do
+	cp "$D/users/$f" "/etc/$f"
 done
 hostname "$2"
 while [ ! -e "$D/stop" ]; do
-	/usr/sbin/libvirtd -f "$D/libvirtd.conf" -p "$D/libvirtd.pid" >>"$D/libvirtd.out" 2>&1 || true
+	/usr/sbin/libvirtd -f "$D/etc/libvirtd.conf" -p "$D/libvirtd.pid" >>"$D/libvirtd.out" 2>&1 || true
 	sleep 0.1
 done
 `
@@ -65,30 +75,24 @@ func needQEMUHosts(t testing.TB) {
 	testenv.NeedFile(t, "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so", "libvirt-daemon-driver-qemu")
 }
 
-// startQEMUHost starts a daemon and waits until it answers.
-func startQEMUHost(t testing.TB, name string, n int) *qemuHost {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "xenha-lv-"+name+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &qemuHost{name: name, dir: dir}
+// qemuHostFiles is the whole configuration of a qemuHost's namespace, by
+// path under its directory: libvirtd.conf and qemu.conf (in etc/, mounted
+// as /etc/libvirt), and the user database (in users/, copied into /etc).
+func qemuHostFiles(dir, name string, n int) map[string]string {
 	sock := filepath.Join(dir, "sock")
-	if err := os.MkdirAll(sock, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	h.uri = "qemu+unix:///system?socket=" + filepath.Join(sock, "libvirt-sock")
-	conf := fmt.Sprintf(`unix_sock_dir = %q
+	return map[string]string{
+		"etc/libvirtd.conf": fmt.Sprintf(`unix_sock_dir = %q
 host_uuid = "00000000-0000-4000-8000-%012d"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 listen_tcp = 0
 listen_tls = 0
 log_outputs = "3:file:%s/libvirtd.log"
-`, sock, n, dir)
-	// No cgroups, no per-VM mount namespaces, no security driver: the
-	// daemon runs as root inside a test's namespace, not on a real host.
-	qemuConf := `cgroup_controllers = [ ]
+`, sock, n, dir),
+		// No cgroups, no per-VM mount namespaces, no security driver:
+		// the daemon runs as root inside a test's namespace, not on a
+		// real host. QEMU runs as root too; stdio to files, not virtlogd.
+		"etc/qemu.conf": `cgroup_controllers = [ ]
 security_driver = "none"
 user = "root"
 group = "root"
@@ -96,8 +100,43 @@ dynamic_ownership = 0
 remember_owner = 0
 namespaces = [ ]
 stdio_handler = "file"
-`
-	for f, body := range map[string]string{"libvirtd.conf": conf, "qemu.conf": qemuConf, "run.sh": runScript} {
+`,
+		// The qemu driver looks its built-in user up (libvirt-qemu on
+		// Debian and Ubuntu, qemu on Fedora) even when qemu.conf names
+		// another; these users only have to exist.
+		"users/passwd": `root:x:0:0:root:/root:/bin/sh
+libvirt-qemu:x:64055:64055:libvirt's built-in QEMU user:/nonexistent:/usr/sbin/nologin
+qemu:x:107:107:libvirt's built-in QEMU user:/nonexistent:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+`,
+		"users/group": `root:x:0:
+kvm:x:104:
+libvirt-qemu:x:64055:
+qemu:x:107:
+nogroup:x:65534:
+`,
+		"users/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+		"users/hosts":         fmt.Sprintf("127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost\n", name),
+		"run.sh":              runScript,
+	}
+}
+
+// startQEMUHost starts a daemon and waits until it answers.
+func startQEMUHost(t testing.TB, name string, n int) *qemuHost {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "xenha-lv-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &qemuHost{name: name, dir: dir, exited: make(chan struct{})}
+	sock := filepath.Join(dir, "sock")
+	h.uri = "qemu+unix:///system?socket=" + filepath.Join(sock, "libvirt-sock")
+	for _, d := range []string{"sock", "ns", "etc", "users"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, body := range qemuHostFiles(dir, name, n) {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -114,6 +153,7 @@ stdio_handler = "file"
 		t.Fatalf("starting libvirtd for %s: %v", name, err)
 	}
 	out.Close()
+	go func() { _ = h.cmd.Wait(); close(h.exited) }()
 	t.Cleanup(func() { h.stop(t) })
 	h.waitReady(t)
 	return h
@@ -133,6 +173,11 @@ func (h *qemuHost) waitReady(t testing.TB) {
 		cancel()
 		if err == nil {
 			return
+		}
+		select {
+		case <-h.exited:
+			t.Fatalf("the namespace of libvirtd for %s ended at start-up: %v\n%s", h.name, err, h.logs())
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("libvirtd for %s did not answer within 60 s: %v\n%s", h.name, err, h.logs())
@@ -197,13 +242,11 @@ func (h *qemuHost) stop(t testing.TB) {
 			_ = syscall.Kill(q, syscall.SIGKILL)
 		}
 	}
-	done := make(chan struct{})
-	go func() { _ = h.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-h.exited:
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-h.exited
 	}
 	if !t.Failed() {
 		os.RemoveAll(h.dir)
