@@ -16,7 +16,7 @@ import (
 func loopDevice(t *testing.T) string {
 	testenv.NeedRoot(t)
 	losetup := testenv.NeedBinary(t, "losetup")
-	testenv.NeedFile(t, "/dev/loop-control", "loop devices")
+	testenv.NeedFile(t, "/dev/loop-control", "the kernel's loop device driver; load it with 'modprobe loop'")
 	img := filepath.Join(t.TempDir(), "sbd-loop.img")
 	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)

@@ -52,7 +52,9 @@ func vmMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0x58, 0x48, 0
 func newLab(t testing.TB, n int) *lab {
 	t.Helper()
 	testenv.NeedRoot(t)
-	testenv.NeedBinary(t, "ip")
+	for _, b := range []string{"ip", "ping", "arping"} {
+		testenv.NeedBinary(t, b)
+	}
 	id := fmt.Sprintf("xng%d-%d", os.Getpid(), labSeq.Add(1))
 	l := &lab{t: t, host: id + "-host", out: id + "-out"}
 	l.addNS(l.host)

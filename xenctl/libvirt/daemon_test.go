@@ -71,8 +71,8 @@ func needQEMUHosts(t testing.TB) {
 	for _, b := range []string{"unshare", "tini", "qemu-system-x86_64", "mount"} {
 		testenv.NeedBinary(t, b)
 	}
-	testenv.NeedFile(t, "/usr/sbin/libvirtd", "libvirt-daemon")
-	testenv.NeedFile(t, "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so", "libvirt-daemon-driver-qemu")
+	testenv.NeedPackageFile(t, "/usr/sbin/libvirtd", "libvirt-daemon")
+	testenv.NeedPackageFile(t, "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so", "libvirt-daemon-driver-qemu")
 }
 
 // qemuHostFiles is the whole configuration of a qemuHost's namespace, by
