@@ -4,7 +4,7 @@ PKGS ?= ./...
 TESTFLAGS ?= -race -timeout 25m
 BENCHTIME ?= 1x
 
-.PHONY: all deps demo test fmt-check vet unit bench
+.PHONY: all deps demo test fmt-check vet unit bench fresh-check
 
 all: test
 
@@ -14,8 +14,10 @@ deps:
 demo: deps
 	$(GO) run ./examples/demo $(DEMOFLAGS)
 
+# go test's usual output, then the skipped tests grouped by reason; go test's
+# exit status (internal/testreport).
 test: deps fmt-check vet
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(GO) run ./internal/testreport $(TESTFLAGS) $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -26,3 +28,8 @@ vet:
 
 bench: deps
 	$(GO) run ./internal/benchtable $(if $(BENCH_JSON),-json $(BENCH_JSON)) -- $(PKGS)
+
+# make demo and make test as root in a fresh Debian 12 root (debootstrap) with
+# a clean `git archive HEAD`: what a new user's machine does. 10-20 minutes.
+fresh-check:
+	@bash scripts/fresh-check.sh
