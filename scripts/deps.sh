@@ -81,7 +81,7 @@ if ((${#all_missing[@]} > 0)) && [[ $(id -u) == 0 ]]; then
 			apt-get -o DPkg::Lock::Timeout=600 update -q >&2 && mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 		fi &&
 			apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${all_missing[@]}" >&2
-	} || apt_failed="apt-get failed (see above; no network, or no Debian mirror in /etc/apt/sources.list*)"
+	} || apt_failed="apt-get failed (its output is above: no network? no Debian mirror in /etc/apt/sources.list*?)"
 	flock -u 9
 fi
 

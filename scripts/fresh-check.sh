@@ -107,6 +107,9 @@ mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
 mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
 mount -t tmpfs tmpfs "$root/run"
+# What boot creates in /run: /var/lock points to /run/lock, and dpkg refuses
+# to unpack a package into a dangling /var/lock (drbd-utils does).
+mkdir -p "$root/run/lock" && chmod 1777 "$root/run/lock"
 mount --bind -o ro /usr/local/go "$root/usr/local/go"
 mount -o remount,bind,ro "$root/usr/local/go"
 goproxy=$(go env GOPROXY 2>/dev/null || echo https://proxy.golang.org,direct)
