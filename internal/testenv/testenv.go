@@ -18,13 +18,19 @@ import (
 // InCI reports whether the tests run in CI (CI=true).
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// SkipPrefix begins the reason of every skip for a capability the machine
+// lacks, so that a reader of the skips (internal/testreport) can tell them
+// from skips by design, such as a conformance clause for an optional
+// interface that a fake does not implement.
+const SkipPrefix = "machine lacks: "
+
 // Absent skips t with the reason, or fails it in CI.
 func Absent(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("CI=true, but: "+format, args...)
 	}
-	t.Skipf(format, args...)
+	t.Skipf(SkipPrefix+format, args...)
 }
 
 // NeedRoot skips (fails in CI) unless the test runs as root.

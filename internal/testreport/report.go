@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/xenha/xenha/internal/testenv"
 )
 
 // event is one line of go test -json (see 'go doc cmd/test2json').
@@ -244,18 +246,35 @@ func shortPkg(p string) string {
 }
 
 // summary prints the skipped tests grouped by reason, the most frequent
-// reason first.
+// reason first: first those for something the machine lacks (internal/testenv
+// marks them), then those by design.
 func (r *report) summary() {
 	if len(r.skips) == 0 {
 		fmt.Fprintln(r.w, "skipped: none")
 		return
 	}
-	reasons := make([]string, 0, len(r.skips))
+	var machine, design []string
 	total := 0
 	for reason, tests := range r.skips {
-		reasons = append(reasons, reason)
 		total += len(tests)
+		if strings.HasPrefix(reason, testenv.SkipPrefix) {
+			machine = append(machine, reason)
+		} else {
+			design = append(design, reason)
+		}
 	}
+	fmt.Fprintf(r.w, "skipped: %d tests for %d reasons\n", total, len(r.skips))
+	if len(machine) > 0 {
+		fmt.Fprintln(r.w, "  not run, for what this machine lacks (install or enable it, then run again):")
+		r.reasons(machine)
+	}
+	if len(design) > 0 {
+		fmt.Fprintln(r.w, "  skipped by design (optional interfaces, flags, helpers):")
+		r.reasons(design)
+	}
+}
+
+func (r *report) reasons(reasons []string) {
 	sort.Slice(reasons, func(i, j int) bool {
 		a, b := r.skips[reasons[i]], r.skips[reasons[j]]
 		if len(a) != len(b) {
@@ -263,10 +282,9 @@ func (r *report) summary() {
 		}
 		return reasons[i] < reasons[j]
 	})
-	fmt.Fprintf(r.w, "skipped: %d tests for %d reasons (what did not run here, and why):\n", total, len(reasons))
 	for _, reason := range reasons {
 		tests := r.skips[reason]
-		fmt.Fprintf(r.w, "%5d  %s\n       %s\n", len(tests), reason, list(tests, 6))
+		fmt.Fprintf(r.w, "%5d  %s\n       %s\n", len(tests), strings.TrimPrefix(reason, testenv.SkipPrefix), list(tests, 6))
 	}
 }
 

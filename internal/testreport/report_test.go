@@ -43,8 +43,8 @@ func TestPrintsWhatGoTestPrints(t *testing.T) {
 		t.Errorf("report:\n%s\nwant go test's lines:\n%s", report, want)
 	}
 	for _, want := range []string{
-		"5 tests for 4 reasons",
-		"    2  needs root; run as root\n       sample: TestNeedsRootA, TestNeedsRootB\n",
+		"5 tests for 4 reasons\n  not run, for what this machine lacks (install or enable it, then run again):\n" +
+			"    2  needs root; run as root\n       sample: TestNeedsRootA, TestNeedsRootB\n  skipped by design",
 		"    1  a subtest's own reason\n       sample: TestSubtests/skipped\n",
 		"    1  (no reason given)\n       sample: TestSilentSkip\n",
 		"    1  set SAMPLE_HANG to hang\n",
@@ -97,7 +97,7 @@ not an event
 		t.Fatal(err)
 	}
 	r.summary()
-	want := "not an event\nok  \tp\t0.1s\nskipped: 1 tests for 1 reasons (what did not run here, and why):\n    1  needs tini; install it\n       p: TestA\n"
+	want := "not an event\nok  \tp\t0.1s\nskipped: 1 tests for 1 reasons\n  skipped by design (optional interfaces, flags, helpers):\n    1  needs tini; install it\n       p: TestA\n"
 	if out.String() != want {
 		t.Errorf("got:\n%q\nwant:\n%q", out.String(), want)
 	}

@@ -16,10 +16,10 @@ func TestFails(t *testing.T) {
 
 func TestNeedsRootA(t *testing.T) {
 	t.Log("something logged before the skip")
-	t.Skip("needs root; run as root")
+	t.Skip("machine lacks: needs root; run as root")
 }
 
-func TestNeedsRootB(t *testing.T) { t.Skipf("needs %s; run as root", "root") }
+func TestNeedsRootB(t *testing.T) { t.Skipf("machine lacks: needs %s; run as root", "root") }
 
 func TestSubtests(t *testing.T) {
 	t.Run("ok", func(t *testing.T) {})
