@@ -19,6 +19,9 @@
 # Uncommitted changes are not checked: it archives HEAD.
 set -euo pipefail
 
+# One compound command: bash reads it whole before it runs any of it, so an
+# edit of this file during a run (which takes minutes) cannot change the run.
+{
 repo=$(cd "$(dirname "$0")/.." && pwd)
 log=${FRESH_LOG:-/tmp/xenha-fresh-check.log}
 suite=bookworm
@@ -103,6 +106,9 @@ git -C "$repo" archive HEAD | tar -x -C "$root/root/xenha"
 # devices and sysfs (loop devices, network namespaces), an empty /run and
 # /tmp, and Go.
 mkdir -p "$root/usr/local/go" "$root/mnt/gomodcache"
+# The root is a mount point on a real machine; 'ip -n NS' (which makes / a
+# slave mount in its own mount namespace) fails on a chroot whose / is not.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
 mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
@@ -148,3 +154,4 @@ else
 	step "FAIL after $(($(date +%s) - start)) s; the whole log is $log"
 fi
 exit "$result"
+}
