@@ -146,6 +146,9 @@ for cmd in "make demo" "make test"; do
 	fi
 done
 
+# The root as make left it: no libvirt system package, no /etc/libvirt, no
+# libvirt-qemu user (the private libvirtd of the tests needs none of them).
+step "in the root: $(inside 'ls -d /etc/libvirt 2>/dev/null || echo no /etc/libvirt'), $(inside 'getent passwd libvirt-qemu >/dev/null && echo a libvirt-qemu user || echo no libvirt-qemu user'), $(inside 'dpkg-query -W -f="\${Status}" libvirt-daemon-system 2>/dev/null | grep -q "ok installed" && echo libvirt-daemon-system installed || echo no libvirt-daemon-system')"
 echo "---- the last 40 lines of $log"
 tail -40 "$log"
 if ((result == 0)); then
