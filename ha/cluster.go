@@ -43,6 +43,9 @@ type Cluster struct {
 	peers   peerHealth
 	rpcPool rpcPool
 
+	members     memberView    // who may act here (authz.go)
+	membersPoke chan struct{} // Raft stored a configuration
+
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -107,7 +110,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		cfg.InmemStore = true
 	}
 	cfg = cfg.withDefaults()
-	c := &Cluster{cfg: cfg, log: cfg.Logger.With("member", cfg.ID)}
+	c := &Cluster{cfg: cfg, log: cfg.Logger.With("member", cfg.ID),
+		members: memberView{self: cfg.ID}, membersPoke: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -122,6 +126,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		return nil, err
 	}
 	c.store = newWatchedStore(rawLogs, rawStable, c.storeChanged)
+	c.store.configStored = c.pokeMembers
 	logs, stable := raft.LogStore(c.store), raft.StableStore(c.store)
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	c.existing.Store(existing)
@@ -149,6 +154,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		ln: ln, sec: sec, clusterID: cfg.ClusterID, self: cfg.ID,
 		raftConns: make(chan net.Conn),
 		rpc:       c.serveRPC,
+		admit:     c.admitPeer,
+		mayStay:   c.members.mayAct,
 		log:       func(msg string, args ...any) { c.log.Warn(msg, args...) },
 		closed:    make(chan struct{}),
 	}
@@ -182,7 +189,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	// so that no applied command escapes onApplied.
 	c.startFailover()
 
-	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, unpipelined{c.trans})
+	trans := newGuarded(c.trans, c.checkRaftRPC, c.ctx.Done())
+	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("ha: member %s: start Raft: %w", cfg.ID, err)
 	}
@@ -191,7 +199,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 
 	obs := make(chan raft.Observation, 64)
 	r.RegisterObserver(raft.NewObserver(obs, false, nil))
-	c.wg.Add(3)
+	c.refreshMembers()
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.watchMembers() }()
 	go func() { defer c.wg.Done(); m.serve() }()
 	go func() { defer c.wg.Done(); c.watchLeadership(notify) }()
 	go func() { defer c.wg.Done(); c.watchObservations(obs) }()

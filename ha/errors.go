@@ -114,6 +114,7 @@ var wireSentinels = []error{
 	ErrNotLeader, ErrNoLeader, ErrIndeterminate, ErrClosed, ErrAlreadyBootstrapped,
 	ErrInvalidConfig, ErrBadToken, ErrWrongCluster, ErrBadCertificate, ErrIDInUse,
 	ErrQuorumAtRisk, ErrUnknownCommand, ErrHalted, ErrNotFound, ErrExists, ErrRefused,
+	ErrNotAuthorized, // appended: codes are positions, and older members know the ones before
 }
 
 // errCode is the index of err's sentinel in wireSentinels plus one, or 0.
@@ -126,9 +127,11 @@ func errCode(err error) int {
 	return 0
 }
 
+// errFromWire rebuilds a remote error. It never returns nil: a peer that
+// refuses without saying why is still refusing.
 func errFromWire(peer string, code int, msg string) error {
 	if msg == "" {
-		return nil
+		msg = "refused without a reason"
 	}
 	e := &RemoteError{Peer: peer, Msg: msg}
 	if code > 0 && code <= len(wireSentinels) {
