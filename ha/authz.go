@@ -263,6 +263,9 @@ func (c *Cluster) authorizeRPC(p peerID, req rpcRequest) error {
 	if p.operator {
 		return fmt.Errorf("%w: %s may not call %q", ErrNotAuthorized, p, req.Op)
 	}
+	if p.id == c.cfg.ID {
+		return nil // this member forwarding to itself (it just became leader)
+	}
 	if req.Op == opMember {
 		// Answered from the local view only: vouching does not chain.
 		if !c.members.isMember(p.id) {

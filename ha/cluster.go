@@ -10,13 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/xenha/xenha/ha/internal/logadapter"
 )
@@ -237,14 +235,30 @@ func (c *Cluster) openStores(mem *MemoryStore) (raft.LogStore, raft.StableStore,
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("ha: member %s: data directory: %w", c.cfg.ID, err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.DataDir, "raft.db")})
+	if err := os.Chmod(c.cfg.DataDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: data directory: %w", c.cfg.ID, err)
+	}
+	lock, err := lockDataDir(c.cfg.DataDir)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("ha: member %s: open Raft log in %s (is another process using it?): %w", c.cfg.ID, c.cfg.DataDir, err)
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
+	}
+	c.closers = append(c.closers, lock)
+	bolt, err := openBolt(c.cfg.DataDir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
 	}
 	c.closers = append(c.closers, bolt)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.DataDir, 2, logadapter.Hclog(c.log, "snapshots"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.DataDir, 2, logadapter.Hclog(c.log, "snapshots"))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ha: member %s: snapshot store in %s: %w", c.cfg.ID, c.cfg.DataDir, err)
+	}
+	tightenSnapshots(c.cfg.DataDir)
+	snaps := &privateSnapshots{SnapshotStore: fileSnaps, dir: c.cfg.DataDir}
+	if err := checkStable(c.cfg.DataDir, bolt, bolt, snaps); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
+	}
+	if err := checkStoredEntries(bolt); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
 	}
 	return bolt, bolt, snaps, nil
 }
@@ -312,6 +326,7 @@ func (c *Cluster) Bootstrap(ctx context.Context) error {
 		return fmt.Errorf("ha: bootstrap member %s: %w", c.cfg.ID, err)
 	}
 	c.existing.Store(true)
+	c.refreshMembers()
 	role := c.cfg.Role
 	if role == RoleNonVoter {
 		role = RoleVoter // the first member must vote

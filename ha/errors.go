@@ -84,7 +84,15 @@ func (e *UnknownCommandError) Error() string {
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
-	return msg + "; upgrade this member and restart it (it replays the log)"
+	registryMu.RLock()
+	_, known := registry[e.Kind]
+	registryMu.RUnlock()
+	if e.Version > envelopeVersion || (e.Version == envelopeVersion && !known && e.Kind != "") {
+		return msg + "; upgrade this member and restart it (it replays the log)"
+	}
+	// A kind and version this build knows, or no envelope at all: the
+	// entry is malformed, and no upgrade reads it.
+	return msg + "; the entry is malformed (no build can apply it): report it, and restore the members from a backup taken before it"
 }
 
 // Unwrap returns ErrUnknownCommand.

@@ -162,7 +162,10 @@ func (c *Cluster) applyForwarded(ctx context.Context, peer peerID, data []byte) 
 	if err != nil {
 		return 0, fmt.Errorf("ha: leader %s refused a forwarded command: %w", c.cfg.ID, err)
 	}
-	if err := mayPropose(peer, cmd); err != nil {
+	// A member that forwarded to itself (it became leader meanwhile, or is
+	// bootstrapping) is the leader's own path.
+	self := !peer.operator && peer.id == c.cfg.ID
+	if err := mayPropose(peer, cmd); err != nil && !self {
 		c.log.Warn("refused a forwarded command", "peer", peer, "kind", cmd.kind(), "err", err)
 		return 0, fmt.Errorf("ha: leader %s refused %s: %w", c.cfg.ID, cmd.kind(), err)
 	}
