@@ -1,12 +1,15 @@
 package ha
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,15 +68,24 @@ const boltOpenTimeout = 2 * time.Second
 // one, say): that becomes an error saying what to do.
 func openBolt(dir string) (store *raftboltdb.BoltStore, err error) {
 	path := filepath.Join(dir, "raft.db")
+	var file *os.File
 	defer func() {
 		if r := recover(); r != nil {
+			if file != nil {
+				file.Close() // and with it bbolt's lock, which the panic left held
+			}
 			store, err = nil, fmt.Errorf("%s is corrupt (%v): restore it from a backup, or remove this member from the cluster and join it again with an empty DataDir under a new ID", path, r)
 		}
 	}()
 	if err := checkBolt(path); err != nil {
 		return nil, err
 	}
-	store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bolt.Options{Timeout: boltOpenTimeout}})
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bolt.Options{Timeout: boltOpenTimeout, OpenFile: openFile}})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: another process holds its lock (waited %v): stop it, or give this member another DataDir", path, boltOpenTimeout)
 	}
@@ -84,25 +96,70 @@ func openBolt(dir string) (store *raftboltdb.BoltStore, err error) {
 	return store, nil
 }
 
-// checkBolt runs bbolt's consistency check over an existing raft.db, so
-// that a damaged file is refused at start instead of panicking in the
-// middle of Raft's work.
-func checkBolt(path string) error {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
+// checkBolt reads an existing raft.db through once, so that a damaged file
+// is refused at start instead of panicking in the middle of Raft's work.
+// bbolt panics on a bad page, and a file shorter than its pages faults on
+// the mapped memory: both are caught here, in this goroutine (bbolt's own
+// Tx.Check runs in a goroutine of its own, where a panic is fatal).
+func checkBolt(path string) (err error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Size() == 0) {
+		return nil // bbolt makes a new one (checkStable then asks whether it should have)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltOpenTimeout, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	corrupt := func(why any) error {
+		return fmt.Errorf("%s is corrupt (%v): restore it from a backup, or remove this member from the cluster and join it again with an empty DataDir under a new ID", path, why)
+	}
+	if err := checkBoltPages(path, fi.Size()); err != nil {
+		return corrupt(err)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	var file *os.File
+	defer func() {
+		if r := recover(); r != nil {
+			// A panic inside Open leaves bbolt's file, and its lock, open:
+			// close it, or the next open would blame another process.
+			if file != nil {
+				file.Close()
+			}
+			err = corrupt(r)
+		}
+	}()
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltOpenTimeout, OpenFile: openFile})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return fmt.Errorf("open %s: another process holds its lock (waited %v): stop it, or give this member another DataDir", path, boltOpenTimeout)
 	}
 	if err != nil {
-		return fmt.Errorf("%s is corrupt (%w): restore it from a backup, or remove this member from the cluster and join it again with an empty DataDir under a new ID", path, err)
+		return corrupt(err)
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		for cerr := range tx.Check() {
-			return fmt.Errorf("%s is corrupt (%w): restore it from a backup, or remove this member from the cluster and join it again with an empty DataDir under a new ID", path, cerr)
+		if tx.Size() > fi.Size() {
+			return corrupt(fmt.Sprintf("its pages end at %d bytes, the file at %d: it was truncated", tx.Size(), fi.Size()))
 		}
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			return walkBucket(b)
+		})
+	})
+}
+
+// walkBucket touches every key and value under b.
+func walkBucket(b *bolt.Bucket) error {
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if sub := b.Bucket(k); sub != nil {
+				return walkBucket(sub)
+			}
+			return nil
+		}
+		_ = v[len(v)/2:] // read the page it lives on
 		return nil
 	})
 }
@@ -212,6 +269,86 @@ func checkStoredEntries(logs raft.LogStore) error {
 		if err := checkEntries([]*raft.Log{&l}); err != nil {
 			return fmt.Errorf("the Raft log holds an entry Raft cannot process (%w): this member halts here instead of crashing at every start; remove it from the cluster and join it again with an empty DataDir under a new ID", err)
 		}
+	}
+	return nil
+}
+
+// checkBoltPages reads raft.db's meta pages as bbolt would and checks that
+// the pages they point at exist and are of the right kind. bbolt itself
+// panics on a bad freelist or root page after it has mapped the file, and
+// the mapping keeps its file lock held for the rest of the process; read
+// here first with plain file reads, such a file is refused with no lock
+// left behind.
+func checkBoltPages(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const (
+		metaFlag, freelistFlag, branchFlag, leafFlag = 0x04, 0x10, 0x01, 0x02
+		magic, version                               = 0xED0CDAED, 2
+		noFreelist                                   = ^uint64(0)
+	)
+	type meta struct {
+		pageSize             uint64
+		root, freelist, pgid uint64
+		txid                 uint64
+	}
+	readPage := func(off int64, n int) []byte {
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return nil
+		}
+		return b
+	}
+	metaAt := func(off int64) (meta, bool) {
+		p := readPage(off, 80)
+		le := binary.LittleEndian
+		if p == nil || le.Uint16(p[8:]) != metaFlag || le.Uint32(p[16:]) != magic || le.Uint32(p[20:]) != version {
+			return meta{}, false
+		}
+		h := fnv.New64a()
+		h.Write(p[16:72])
+		if h.Sum64() != le.Uint64(p[72:]) {
+			return meta{}, false
+		}
+		return meta{pageSize: uint64(le.Uint32(p[24:])), root: le.Uint64(p[32:]), freelist: le.Uint64(p[48:]), pgid: le.Uint64(p[56:]), txid: le.Uint64(p[64:])}, true
+	}
+	m0, ok0 := metaAt(0)
+	ps := int64(4096)
+	if ok0 && m0.pageSize >= 512 && m0.pageSize <= 1<<20 {
+		ps = int64(m0.pageSize)
+	}
+	m1, ok1 := metaAt(ps)
+	m := m0
+	switch {
+	case ok1 && (!ok0 || m1.txid > m0.txid):
+		m = m1
+	case !ok0:
+		return errors.New("neither meta page is valid")
+	}
+	if m.pageSize != uint64(ps) {
+		return fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
+	}
+	if end := int64(m.pgid) * ps; m.pgid > 1<<40 || end > size {
+		return fmt.Errorf("its pages end at %d bytes, the file at %d: it was truncated", end, size)
+	}
+	flagsAt := func(pg uint64) (uint16, uint32) {
+		p := readPage(int64(pg)*ps, 16)
+		if p == nil {
+			return 0, 0
+		}
+		return binary.LittleEndian.Uint16(p[8:]), binary.LittleEndian.Uint32(p[12:])
+	}
+	if m.freelist != noFreelist {
+		fl, overflow := flagsAt(m.freelist)
+		if m.freelist >= m.pgid || fl != freelistFlag || int64(m.freelist+uint64(overflow)+1)*ps > size {
+			return fmt.Errorf("the freelist page %d is damaged", m.freelist)
+		}
+	}
+	if fl, _ := flagsAt(m.root); m.root >= m.pgid || (fl != branchFlag && fl != leafFlag) {
+		return fmt.Errorf("the root page %d is damaged", m.root)
 	}
 	return nil
 }
