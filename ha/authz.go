@@ -3,8 +3,10 @@ package ha
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -72,12 +74,20 @@ func (p peerID) String() string {
 // memberView is this member's latest Raft configuration as sets of IDs,
 // refreshed whenever Raft stores a configuration (and every second).
 type memberView struct {
-	self string
+	self      string
+	refreshMu sync.Mutex
 
 	mu       sync.RWMutex
 	ids      map[string]bool
-	sponsors map[string]bool
+	sponsors map[string]string // id → address
+	// persist, if set, stores the sponsors (a joiner that restarts before
+	// the leader's first entries reach it still knows whom to accept).
+	persist func(map[string]string)
 	vouched  map[string]time.Time // id → accepted until
+	// gone are IDs this member saw leave its configuration. IDs are never
+	// reused, so no vouch brings them back: a member that has not yet
+	// heard of a removal must not vouch a removed member back in.
+	gone map[string]bool
 }
 
 func (v *memberView) set(cfg raft.Configuration) {
@@ -87,6 +97,14 @@ func (v *memberView) set(cfg raft.Configuration) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	for id := range v.ids {
+		if !ids[id] {
+			if v.gone == nil {
+				v.gone = map[string]bool{}
+			}
+			v.gone[id] = true
+		}
+	}
 	v.ids = ids
 	for id := range v.vouched {
 		if ids[id] {
@@ -95,22 +113,57 @@ func (v *memberView) set(cfg raft.Configuration) {
 	}
 }
 
-func (v *memberView) addSponsors(ids ...string) {
+func (v *memberView) addSponsors(ms ...sponsor) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.sponsors == nil {
-		v.sponsors = map[string]bool{}
+		v.sponsors = map[string]string{}
 	}
-	for _, id := range ids {
-		if id != "" && id != v.self {
-			v.sponsors[id] = true
+	changed := false
+	for _, m := range ms {
+		if m.ID != "" && m.ID != v.self && m.Addr != "" && v.sponsors[m.ID] != m.Addr {
+			v.sponsors[m.ID], changed = m.Addr, true
 		}
 	}
+	if changed && v.persist != nil {
+		v.persist(maps.Clone(v.sponsors))
+	}
+}
+
+// sponsor is a member a joiner accepts until its configuration names it.
+type sponsor struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// vouchers are the addresses of the members to ask about a peer: those of
+// the configuration while it names this member, else the sponsors.
+func (v *memberView) vouchers(cfg raft.Configuration, except string) []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []string
+	if v.ids[v.self] {
+		for _, s := range cfg.Servers {
+			if string(s.ID) != v.self && string(s.ID) != except {
+				out = append(out, string(s.Address))
+			}
+		}
+		return out
+	}
+	for id, addr := range v.sponsors {
+		if id != except {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 func (v *memberView) vouch(id string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.gone[id] {
+		return
+	}
 	if v.vouched == nil {
 		v.vouched = map[string]time.Time{}
 	}
@@ -143,15 +196,25 @@ func (v *memberView) mayAct(id string) bool {
 	if v.ids[id] {
 		return true
 	}
-	if !v.ids[v.self] && v.sponsors[id] {
+	if _, ok := v.sponsors[id]; ok && !v.ids[v.self] {
 		return true
 	}
 	until, ok := v.vouched[id]
-	return ok && time.Now().Before(until)
+	return ok && !v.gone[id] && time.Now().Before(until)
 }
 
-// refreshMembers reads Raft's latest configuration into the view.
+// wasMember reports whether id left this member's configuration.
+func (v *memberView) wasMember(id string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.gone[id]
+}
+
+// refreshMembers reads Raft's latest configuration into the view. Refreshes
+// run one at a time, so that an older read never overwrites a newer one.
 func (c *Cluster) refreshMembers() {
+	c.members.refreshMu.Lock()
+	defer c.members.refreshMu.Unlock()
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return
@@ -202,7 +265,9 @@ func (c *Cluster) mayAct(id, what string) error {
 	if c.members.mayAct(id) {
 		return nil
 	}
-	if c.askVouch(id) {
+	left := c.members.wasMember(id)
+	c.read(func(s *State) { h := s.Hosts[id]; left = left || (h != nil && h.State == HostLeft) })
+	if !left && c.askVouch(id) {
 		c.members.vouch(id)
 		c.log.Info("accepting a peer this member's configuration does not name yet: another member vouched for it", "peer", id)
 		return nil
@@ -211,22 +276,17 @@ func (c *Cluster) mayAct(id, what string) error {
 		ErrNotAuthorized, id, c.cfg.ID, c.members.members(), what)
 }
 
-// askVouch asks the members this one knows whether id is in their
+// askVouch asks the members this one knows (its configuration's, or while
+// that does not name it yet, its sponsors) whether id is in their
 // configuration; any yes counts.
 func (c *Cluster) askVouch(id string) bool {
-	if !c.members.isMember(c.cfg.ID) {
-		return false // not a member itself: a joiner trusts its sponsors only
-	}
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	defer cancel()
-	var addrs []string
-	if cfg := c.raft.GetConfiguration(); cfg.Error() == nil {
-		for _, s := range cfg.Configuration().Servers {
-			if string(s.ID) != c.cfg.ID && string(s.ID) != id {
-				addrs = append(addrs, string(s.Address))
-			}
-		}
+	var cfg raft.Configuration
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		cfg = f.Configuration()
 	}
+	addrs := c.members.vouchers(cfg, id)
 	yes := make(chan bool, len(addrs))
 	for _, a := range addrs {
 		go func() {
@@ -342,6 +402,32 @@ func (c *Cluster) checkRaftRPC(rpc raft.RPC) error {
 	if bad != nil {
 		c.fsm.halt(fmt.Errorf("%w: member %s sent %w", ErrHalted, from, bad))
 		return fmt.Errorf("ha: member %s refused a Raft request from %s: %w", c.cfg.ID, from, bad)
+	}
+	return nil
+}
+
+const sponsorsKey = "xenha.sponsors"
+
+// loadSponsors reads the sponsors a joiner recorded, and records later ones.
+func (c *Cluster) loadSponsors(stable raft.StableStore) error {
+	b, err := stable.Get([]byte(sponsorsKey))
+	if err == nil && len(b) > 0 {
+		var m map[string]string
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("read the members this one joined through (%s): %w", sponsorsKey, err)
+		}
+		for id, addr := range m {
+			c.members.addSponsors(sponsor{ID: id, Addr: addr})
+		}
+	}
+	c.members.persist = func(m map[string]string) {
+		b, err := json.Marshal(m)
+		if err == nil {
+			err = stable.Set([]byte(sponsorsKey), b)
+		}
+		if err != nil {
+			c.log.Warn("could not record the members this one joins through", "err", err)
+		}
 	}
 	return nil
 }

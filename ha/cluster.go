@@ -134,6 +134,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	if c.incarnation, err = loadIncarnation(stable); err != nil {
 		return nil, fmt.Errorf("ha: member %s: %w", cfg.ID, err)
 	}
+	if err := c.loadSponsors(stable); err != nil {
+		return nil, fmt.Errorf("ha: member %s: %w", cfg.ID, err)
+	}
 
 	ln, err := cfg.Network.Listen(ctx, cfg.BindAddr)
 	if err != nil {

@@ -121,3 +121,13 @@ func Halted(c *Cluster) error {
 
 // Term is the member's current Raft term.
 func Term(c *Cluster) uint64 { return c.raft.CurrentTerm() }
+
+// Call sends one cluster RPC request from member c to addr, as a member's
+// own calls go (pooled connections, the dialer's checks).
+func Call(ctx context.Context, c *Cluster, addr, op string) error {
+	resp, err := c.call(ctx, addr, rpcRequest{Op: op})
+	if err == nil && resp.Err != "" {
+		err = errFromWire(addr, resp.Code, resp.Err)
+	}
+	return err
+}

@@ -56,7 +56,7 @@ type rpcResponse struct {
 	Member bool   `json:"member,omitempty"` // opMember's answer
 	// Members is the configuration after a join: the joiner accepts Raft
 	// traffic from them until its own configuration names it.
-	Members []string `json:"members,omitempty"`
+	Members []sponsor `json:"members,omitempty"`
 	Leader  string   `json:"leader,omitempty"` // leader's address, with ErrNotLeader
 	Code    int      `json:"code,omitempty"`
 	Err     string   `json:"err,omitempty"`
@@ -143,7 +143,13 @@ func (c *Cluster) handleRPC(ctx context.Context, peer peerID, req rpcRequest) rp
 		if err := c.admit(ctx, req.Token, *req.Host, req.Fresh); err != nil {
 			return fail(err)
 		}
-		return rpcResponse{Members: c.members.members()}
+		var ms []sponsor
+		if cfg, err := c.raftConfig(); err == nil {
+			for _, s := range cfg.Servers {
+				ms = append(ms, sponsor{ID: string(s.ID), Addr: string(s.Address)})
+			}
+		}
+		return rpcResponse{Members: ms}
 	case opRemove:
 		if err := c.removeMember(ctx, req.ID); err != nil {
 			return fail(err)
@@ -293,7 +299,7 @@ func (c *Cluster) call(ctx context.Context, addr string, req rpcRequest) (rpcRes
 		if req.Op == opJoin {
 			// The member that admits this one starts sending it Raft
 			// entries before the answer comes.
-			c.members.addSponsors(conn.peer)
+			c.members.addSponsors(sponsor{ID: conn.peer, Addr: addr})
 		}
 		resp, wrote, err := c.roundTrip(ctx, conn, req)
 		if err == nil {

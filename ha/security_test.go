@@ -325,13 +325,18 @@ func TestRefusalHelloRefusedWithoutReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	jctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	err = c.Join(jctx, addr)
+	// The dialing member got a nil connection and a nil error, and crashed
+	// on the first use of the connection.
+	err = ha.Call(ctx, c, addr, "ping")
 	if err == nil || !strings.Contains(err.Error(), "refused without a reason") {
-		t.Fatal("join through a server that refuses without a reason succeeded")
+		t.Fatalf("got %v, want an error saying the peer refused without a reason", err)
 	}
 	t.Logf("refused: %v", err)
+	jctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := c.Join(jctx, addr); err == nil {
+		t.Fatal("joined through a server that refuses every hello")
+	}
 }
 
 func TestRefusalInputValidation(t *testing.T) {
@@ -423,4 +428,58 @@ func emptyRefuser(t *testing.T, hc *hatest.Cluster) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// A member that was down while others joined meets a leader its own
+// configuration does not name. It must still take that leader's entries
+// (they name the leader): the members it knows vouch for the leader.
+func TestSecurityLaggingMemberAcceptsANewLeader(t *testing.T) {
+	t.Parallel()
+	hc, logs, ctx, _ := secureCluster(t, 3)
+	hc.Crash(2)
+	for range 2 {
+		if _, err := hc.Add(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Move the leadership to a member h3 has never heard of.
+	for {
+		l := waitLeader(t, ctx, hc)
+		if l >= 3 {
+			break
+		}
+		if err := hc.Member(l).TransferLeadership(ctx); err != nil {
+			t.Logf("transfer: %v", err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("leadership never reached h4 or h5")
+		}
+	}
+	if err := putValue(ctx, hc.Member(3), "while-away", 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.Restart(2); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		if v, ok, _ := getValue(wctx, hc.Member(2), "while-away", ha.Stale); ok && v == 9 {
+			break
+		}
+		if wctx.Err() != nil {
+			logs.mu.Lock()
+			for _, line := range strings.Split(logs.buf.String(), "\n") {
+				if strings.Contains(line, "h3") && (strings.Contains(line, "refused") || strings.Contains(line, "vouch") || strings.Contains(line, "dropped") || strings.Contains(line, "ERROR")) {
+					t.Log(line)
+				}
+			}
+			logs.mu.Unlock()
+			t.Fatal("h3 never caught up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !logs.has("another member vouched for it") {
+		t.Error("h3 caught up without a vouch: the test did not meet the case")
+	}
 }
