@@ -83,7 +83,7 @@ type memberView struct {
 	// persist, if set, stores the sponsors (a joiner that restarts before
 	// the leader's first entries reach it still knows whom to accept).
 	persist func(map[string]string)
-	vouched  map[string]time.Time // id → accepted until
+	vouched map[string]time.Time // id → accepted until
 	// gone are IDs this member saw leave its configuration. IDs are never
 	// reused, so no vouch brings them back: a member that has not yet
 	// heard of a removal must not vouch a removed member back in.

@@ -57,9 +57,9 @@ type rpcResponse struct {
 	// Members is the configuration after a join: the joiner accepts Raft
 	// traffic from them until its own configuration names it.
 	Members []sponsor `json:"members,omitempty"`
-	Leader  string   `json:"leader,omitempty"` // leader's address, with ErrNotLeader
-	Code    int      `json:"code,omitempty"`
-	Err     string   `json:"err,omitempty"`
+	Leader  string    `json:"leader,omitempty"` // leader's address, with ErrNotLeader
+	Code    int       `json:"code,omitempty"`
+	Err     string    `json:"err,omitempty"`
 }
 
 func (req rpcRequest) timeout() time.Duration {
