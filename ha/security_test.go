@@ -263,8 +263,11 @@ func TestSecurityOperatorRole(t *testing.T) {
 	wantNotAuthorized(t, "an operator's join", err)
 	tr := op.Raft()
 	defer tr.Close()
+	// Its requests claim to come from the leader: only the hello's check of
+	// the certificate's role stands in the way.
 	var tn raft.TimeoutNowResponse
-	err = tr.TimeoutNow(raft.ServerID(other), raft.ServerAddress(hc.Member((l+1)%3).Addr()), &raft.TimeoutNowRequest{}, &tn)
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(hc.ID(l)), Addr: []byte(leader.Addr())}
+	err = tr.TimeoutNow(raft.ServerID(other), raft.ServerAddress(hc.Member((l+1)%3).Addr()), &raft.TimeoutNowRequest{RPCHeader: hdr}, &tn)
 	wantNotAuthorized(t, "an operator's Raft stream", err)
 	// An operator certificate that says it is a member is refused at the hello.
 	_, err = ha.NewAttacker(tc, hatest.ClusterID, other).Call(ctx, leader.Addr(), "readindex", nil, "")
