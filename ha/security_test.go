@@ -269,6 +269,19 @@ func TestSecurityOperatorRole(t *testing.T) {
 	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(hc.ID(l)), Addr: []byte(leader.Addr())}
 	err = tr.TimeoutNow(raft.ServerID(other), raft.ServerAddress(hc.Member((l+1)%3).Addr()), &raft.TimeoutNowRequest{RPCHeader: hdr}, &tn)
 	wantNotAuthorized(t, "an operator's Raft stream", err)
+	// An operator whose name is a member's ID is still an operator: the
+	// role decides, not the name.
+	named, err := hc.CA().Operator(hc.ID(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2 := ha.NewAttacker(named, hatest.ClusterID, hc.ID(l)).Raft()
+	defer tr2.Close()
+	err = tr2.TimeoutNow(raft.ServerID(other), raft.ServerAddress(hc.Member((l+1)%3).Addr()), &raft.TimeoutNowRequest{RPCHeader: hdr}, &tn)
+	wantNotAuthorized(t, "an operator named like a member on a Raft stream", err)
+	h2 := hostOf(t, ctx, leader, other)
+	_, err = ha.NewAttacker(named, hatest.ClusterID, hc.ID(l)).Call(ctx, leader.Addr(), "apply", forged(t, "lease.renew", map[string]any{"host": hc.ID(l), "epoch": h2.Epoch}), "")
+	wantNotAuthorized(t, "an operator named like a member renewing that member's lease", err)
 	// An operator certificate that says it is a member is refused at the hello.
 	_, err = ha.NewAttacker(tc, hatest.ClusterID, other).Call(ctx, leader.Addr(), "readindex", nil, "")
 	if !errors.Is(err, ha.ErrBadCertificate) {
