@@ -280,13 +280,18 @@ func (c *Cluster) mayAct(id, what string) error {
 // that does not name it yet, its sponsors) whether id is in their
 // configuration; any yes counts.
 func (c *Cluster) askVouch(id string) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-	defer cancel()
 	var cfg raft.Configuration
-	if f := c.raft.GetConfiguration(); f.Error() == nil {
-		cfg = f.Configuration()
+	if c.members.isMember(c.cfg.ID) {
+		if f := c.raft.GetConfiguration(); f.Error() == nil {
+			cfg = f.Configuration()
+		}
 	}
 	addrs := c.members.vouchers(cfg, id)
+	if len(addrs) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
 	yes := make(chan bool, len(addrs))
 	for _, a := range addrs {
 		go func() {

@@ -140,7 +140,7 @@ func TestDataDirCorruptBoltIsRefused(t *testing.T) {
 	}{
 		{"truncated to one page", good[:4096], false},
 		{"truncated to the meta pages", good[:8192], false},
-		{"truncated to half", good[:len(good)/2/4096*4096], false},
+		{"truncated inside its pages", good[:16384], false},
 		{"both meta pages overwritten", garbled(0, 8192), false},
 		{"one meta page overwritten", garbled(0, 4096), true},
 		{"every data page overwritten", garbled(8192, len(good)), false},
