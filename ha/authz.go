@@ -88,6 +88,26 @@ type memberView struct {
 	// reused, so no vouch brings them back: a member that has not yet
 	// heard of a removal must not vouch a removed member back in.
 	gone map[string]bool
+	// asked are IDs no member vouched for lately (when): a stranger that
+	// keeps dialling must not make this member ask the others each time.
+	asked map[string]time.Time
+}
+
+// deniedLately reports whether no member vouched for id in the last second.
+func (v *memberView) deniedLately(id string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	t, ok := v.asked[id]
+	return ok && time.Since(t) < time.Second
+}
+
+func (v *memberView) deny(id string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.asked == nil || len(v.asked) > 1024 {
+		v.asked = map[string]time.Time{}
+	}
+	v.asked[id] = time.Now()
 }
 
 func (v *memberView) set(cfg raft.Configuration) {
@@ -267,10 +287,13 @@ func (c *Cluster) mayAct(id, what string) error {
 	}
 	left := c.members.wasMember(id)
 	c.read(func(s *State) { h := s.Hosts[id]; left = left || (h != nil && h.State == HostLeft) })
-	if !left && c.askVouch(id) {
-		c.members.vouch(id)
-		c.log.Info("accepting a peer this member's configuration does not name yet: another member vouched for it", "peer", id)
-		return nil
+	if !left && !c.members.deniedLately(id) {
+		if c.askVouch(id) {
+			c.members.vouch(id)
+			c.log.Info("accepting a peer this member's configuration does not name yet: another member vouched for it", "peer", id)
+			return nil
+		}
+		c.members.deny(id)
 	}
 	return fmt.Errorf("%w: %s is not a member of this cluster's Raft configuration as member %s knows it (members: %v): it may not %s",
 		ErrNotAuthorized, id, c.cfg.ID, c.members.members(), what)
