@@ -68,6 +68,9 @@ func (c *Cluster) syncRead(ctx context.Context) error {
 // command may have been appended, the error wraps ErrIndeterminate.
 // On success this member has applied the command (read-your-writes).
 func (c *Cluster) propose(ctx context.Context, cmd command) (any, error) {
+	if err := validateCommand(cmd); err != nil {
+		return nil, fmt.Errorf("ha: %s from %s: %w", cmd.kind(), c.cfg.ID, err)
+	}
 	reqID := newRequestID()
 	data, err := encodeCommand(cmd, reqID, time.Now())
 	if err != nil {

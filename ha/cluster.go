@@ -10,13 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/xenha/xenha/ha/internal/logadapter"
 )
@@ -42,6 +40,9 @@ type Cluster struct {
 	events  events
 	peers   peerHealth
 	rpcPool rpcPool
+
+	members     memberView    // who may act here (authz.go)
+	membersPoke chan struct{} // Raft stored a configuration
 
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
@@ -107,7 +108,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		cfg.InmemStore = true
 	}
 	cfg = cfg.withDefaults()
-	c := &Cluster{cfg: cfg, log: cfg.Logger.With("member", cfg.ID)}
+	c := &Cluster{cfg: cfg, log: cfg.Logger.With("member", cfg.ID),
+		members: memberView{self: cfg.ID}, membersPoke: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -122,6 +124,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		return nil, err
 	}
 	c.store = newWatchedStore(rawLogs, rawStable, c.storeChanged)
+	c.store.configStored = c.pokeMembers
 	logs, stable := raft.LogStore(c.store), raft.StableStore(c.store)
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	c.existing.Store(existing)
@@ -129,6 +132,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("ha: member %s: read Raft state: %w", cfg.ID, err)
 	}
 	if c.incarnation, err = loadIncarnation(stable); err != nil {
+		return nil, fmt.Errorf("ha: member %s: %w", cfg.ID, err)
+	}
+	if err := c.loadSponsors(stable); err != nil {
 		return nil, fmt.Errorf("ha: member %s: %w", cfg.ID, err)
 	}
 
@@ -149,6 +155,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		ln: ln, sec: sec, clusterID: cfg.ClusterID, self: cfg.ID,
 		raftConns: make(chan net.Conn),
 		rpc:       c.serveRPC,
+		admit:     c.admitPeer,
+		mayStay:   c.members.mayAct,
 		log:       func(msg string, args ...any) { c.log.Warn(msg, args...) },
 		closed:    make(chan struct{}),
 	}
@@ -182,7 +190,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	// so that no applied command escapes onApplied.
 	c.startFailover()
 
-	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, unpipelined{c.trans})
+	trans := newGuarded(c.trans, c.checkRaftRPC, c.ctx.Done())
+	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("ha: member %s: start Raft: %w", cfg.ID, err)
 	}
@@ -191,7 +200,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 
 	obs := make(chan raft.Observation, 64)
 	r.RegisterObserver(raft.NewObserver(obs, false, nil))
-	c.wg.Add(3)
+	c.refreshMembers()
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.watchMembers() }()
 	go func() { defer c.wg.Done(); m.serve() }()
 	go func() { defer c.wg.Done(); c.watchLeadership(notify) }()
 	go func() { defer c.wg.Done(); c.watchObservations(obs) }()
@@ -227,14 +238,30 @@ func (c *Cluster) openStores(mem *MemoryStore) (raft.LogStore, raft.StableStore,
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("ha: member %s: data directory: %w", c.cfg.ID, err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(c.cfg.DataDir, "raft.db")})
+	if err := os.Chmod(c.cfg.DataDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: data directory: %w", c.cfg.ID, err)
+	}
+	lock, err := lockDataDir(c.cfg.DataDir)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("ha: member %s: open Raft log in %s (is another process using it?): %w", c.cfg.ID, c.cfg.DataDir, err)
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
+	}
+	c.closers = append(c.closers, lock)
+	bolt, err := openBolt(c.cfg.DataDir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
 	}
 	c.closers = append(c.closers, bolt)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.DataDir, 2, logadapter.Hclog(c.log, "snapshots"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(c.cfg.DataDir, 2, logadapter.Hclog(c.log, "snapshots"))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ha: member %s: snapshot store in %s: %w", c.cfg.ID, c.cfg.DataDir, err)
+	}
+	tightenSnapshots(c.cfg.DataDir)
+	snaps := &privateSnapshots{SnapshotStore: fileSnaps, dir: c.cfg.DataDir}
+	if err := checkStable(c.cfg.DataDir, bolt, bolt, snaps); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
+	}
+	if err := checkStoredEntries(bolt); err != nil {
+		return nil, nil, nil, fmt.Errorf("ha: member %s: %w", c.cfg.ID, err)
 	}
 	return bolt, bolt, snaps, nil
 }
@@ -302,6 +329,7 @@ func (c *Cluster) Bootstrap(ctx context.Context) error {
 		return fmt.Errorf("ha: bootstrap member %s: %w", c.cfg.ID, err)
 	}
 	c.existing.Store(true)
+	c.refreshMembers()
 	role := c.cfg.Role
 	if role == RoleNonVoter {
 		role = RoleVoter // the first member must vote

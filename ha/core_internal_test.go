@@ -55,21 +55,24 @@ func TestCommandEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRefusesWhatItDoesNotKnow(t *testing.T) {
-	for name, data := range map[string]string{
-		"unknown kind":  `{"v":1,"kind":"vm.teleport","req":"x","at":"2026-01-01T00:00:00Z","body":{}}`,
-		"newer version": `{"v":2,"kind":"vm.put","req":"x","at":"2026-01-01T00:00:00Z","body":{}}`,
-		"bad body":      `{"v":1,"kind":"vm.put","req":"x","at":"2026-01-01T00:00:00Z","body":{"vm":7}}`,
-		"not json":      `garbage`,
-		"no kind":       `{"v":1}`,
+	// An upgrade helps only with what a newer build wrote; a malformed
+	// entry is malformed for every build, and the hint must not say
+	// otherwise.
+	for name, tt := range map[string]struct{ data, hint string }{
+		"unknown kind":  {`{"v":1,"kind":"vm.teleport","req":"x","at":"2026-01-01T00:00:00Z","body":{}}`, "upgrade"},
+		"newer version": {`{"v":2,"kind":"vm.put","req":"x","at":"2026-01-01T00:00:00Z","body":{}}`, "upgrade"},
+		"bad body":      {`{"v":1,"kind":"vm.put","req":"x","at":"2026-01-01T00:00:00Z","body":{"vm":7}}`, "malformed"},
+		"not json":      {`garbage`, "malformed"},
+		"no kind":       {`{"v":1}`, "malformed"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := decodeCommand([]byte(data))
+			_, _, err := decodeCommand([]byte(tt.data))
 			var uerr *UnknownCommandError
 			if !errors.As(err, &uerr) || !errors.Is(err, ErrUnknownCommand) {
 				t.Fatalf("got %v, want an *UnknownCommandError", err)
 			}
-			if !strings.Contains(err.Error(), "upgrade") {
-				t.Errorf("error %q does not say what to do", err)
+			if !strings.Contains(err.Error(), tt.hint) {
+				t.Errorf("error %q does not say %q", err, tt.hint)
 			}
 		})
 	}

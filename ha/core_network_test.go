@@ -26,7 +26,8 @@ func FuzzHello(f *testing.F) {
 		m := &mux{
 			clusterID: "c1", self: "h1",
 			raftConns: make(chan net.Conn, 1),
-			rpc:       func(conn net.Conn, peer string) { handed <- peer; conn.Close() },
+			rpc:       func(conn net.Conn, peer peerID) { handed <- peer.id; conn.Close() },
+			admit:     func(peerID, byte) error { return nil },
 			log:       func(string, ...any) {},
 			closed:    make(chan struct{}),
 		}
@@ -67,7 +68,8 @@ func TestHelloRefusesAnotherCluster(t *testing.T) {
 	m := &mux{
 		clusterID: "c1", self: "h1",
 		raftConns: make(chan net.Conn, 1),
-		rpc:       func(conn net.Conn, peer string) { t.Error("RPC handed on"); conn.Close() },
+		rpc:       func(conn net.Conn, peer peerID) { t.Error("RPC handed on"); conn.Close() },
+		admit:     func(peerID, byte) error { return nil },
 		log:       func(string, ...any) {},
 		closed:    make(chan struct{}),
 	}

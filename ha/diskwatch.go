@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,6 +19,9 @@ type watchedStore struct {
 	raft.LogStore
 	raft.StableStore
 	changed func(err error, since time.Time) // called outside mu on every change
+	// configStored is called after a Raft configuration entry is stored
+	// or the log's suffix is cut (the member view refreshes).
+	configStored func()
 
 	mu    sync.Mutex
 	err   error
@@ -78,6 +82,9 @@ func (s *watchedStore) DeleteRange(min, max uint64) error {
 		return s.note(err)
 	}
 	if min > first && max >= last {
+		if s.configStored != nil {
+			defer s.configStored()
+		}
 		s.mu.Lock()
 		s.cut.min, s.cut.max = min, max
 		s.mu.Unlock()
@@ -93,6 +100,11 @@ func (s *watchedStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.
 // at the truncation's first index, so after a successful store only the
 // stale tail beyond the new entries is left to delete.
 func (s *watchedStore) StoreLogs(ls []*raft.Log) error {
+	if err := checkEntries(ls); err != nil {
+		// Never stored, so a restart does not meet it again.
+		return fmt.Errorf("ha: refusing to store a log entry Raft could not process: %w", err)
+	}
+	defer s.noteConfig(ls)
 	if err := s.LogStore.StoreLogs(ls); err != nil {
 		return s.note(err) // the held-back truncation waits for the retry
 	}
@@ -114,6 +126,18 @@ func (s *watchedStore) StoreLogs(ls []*raft.Log) error {
 		s.clearCut()
 	}
 	return s.note(nil)
+}
+
+func (s *watchedStore) noteConfig(ls []*raft.Log) {
+	if s.configStored == nil {
+		return
+	}
+	for _, l := range ls {
+		if l.Type == raft.LogConfiguration {
+			s.configStored()
+			return
+		}
+	}
 }
 
 func (s *watchedStore) clearCut() {

@@ -16,6 +16,31 @@
 // Raft and the cluster's own RPC (joins, forwarded writes, read indexes)
 // share one TCP listener: the first byte of each connection picks the stream.
 //
+// # Who may act
+//
+// TLS proves who a peer is; the Raft configuration says whether it may act.
+// Every Raft stream and every cluster RPC but the join is accepted only from
+// a peer whose certificate names a member of this member's latest Raft
+// configuration, checked at the hello and again on every request, so a
+// removed member's certificate stops working at once. Raft requests from
+// anyone else, and entries carrying a configuration that does not decode,
+// are answered with an error before Raft sees them (ErrNotAuthorized). A
+// member speaks only for its own host: the leader refuses a renewal, host
+// record or report it forwards for another host, and any fence proof or
+// piece of the leader's bookkeeping (placement, suspicion, membership)
+// forwarded at all. Certificates with the operator role (OperatorOU, see
+// ha/pki) may read and propose the administrative commands; they never
+// speak Raft or join. A joiner accepts Raft traffic from the members it
+// joined through until its own configuration names it; a member that
+// missed a configuration change asks the members it knows to vouch for a
+// leader it has not heard of.
+//
+// A data directory is used by one process at a time (a second gets an error
+// naming the holder's PID); it is 0700 and its files 0600. A raft.db that
+// is damaged, or that lost its term and vote beside a snapshot, is refused
+// at start with an error saying what to do, never read into a panic or a
+// silent reset.
+//
 // Up to MaxVoters (5) members vote; more join as non-voters and are promoted
 // when a voter leaves. A witness votes but runs no VMs, the third vote of a
 // two-host site. Remove and Leave refuse changes that would leave the

@@ -84,7 +84,15 @@ func (e *UnknownCommandError) Error() string {
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
-	return msg + "; upgrade this member and restart it (it replays the log)"
+	registryMu.RLock()
+	_, known := registry[e.Kind]
+	registryMu.RUnlock()
+	if e.Version > envelopeVersion || (e.Version == envelopeVersion && !known && e.Kind != "") {
+		return msg + "; upgrade this member and restart it (it replays the log)"
+	}
+	// A kind and version this build knows, or no envelope at all: the
+	// entry is malformed, and no upgrade reads it.
+	return msg + "; the entry is malformed (no build can apply it): report it, and restore the members from a backup taken before it"
 }
 
 // Unwrap returns ErrUnknownCommand.
@@ -114,6 +122,7 @@ var wireSentinels = []error{
 	ErrNotLeader, ErrNoLeader, ErrIndeterminate, ErrClosed, ErrAlreadyBootstrapped,
 	ErrInvalidConfig, ErrBadToken, ErrWrongCluster, ErrBadCertificate, ErrIDInUse,
 	ErrQuorumAtRisk, ErrUnknownCommand, ErrHalted, ErrNotFound, ErrExists, ErrRefused,
+	ErrNotAuthorized, // appended: codes are positions, and older members know the ones before
 }
 
 // errCode is the index of err's sentinel in wireSentinels plus one, or 0.
@@ -126,9 +135,11 @@ func errCode(err error) int {
 	return 0
 }
 
+// errFromWire rebuilds a remote error. It never returns nil: a peer that
+// refuses without saying why is still refusing.
 func errFromWire(peer string, code int, msg string) error {
 	if msg == "" {
-		return nil
+		msg = "refused without a reason"
 	}
 	e := &RemoteError{Peer: peer, Msg: msg}
 	if code > 0 && code <= len(wireSentinels) {

@@ -287,3 +287,18 @@ func cloneState(s *State) (*State, error) {
 	maps.Copy(out.Requests, s.Requests)
 	return out, nil
 }
+
+// halt stops this member applying the log (see the policy above) for a
+// reason met outside Apply, such as an entry refused before it was stored.
+func (f *fsm) halt(err error) {
+	f.mu.Lock()
+	first := f.halted == nil
+	if first {
+		f.halted = err
+	}
+	f.mu.Unlock()
+	if first {
+		f.log.Error("halting: the leader sent an entry this member cannot process; state frozen until the cause is fixed and the member restarted", "err", err)
+		f.emit(Event{Kind: EventHalted, Message: err.Error()})
+	}
+}

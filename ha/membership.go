@@ -47,6 +47,7 @@ func (c *Cluster) Join(ctx context.Context, addrs ...string) error {
 					break
 				}
 				if resp.Err == "" {
+					c.members.addSponsors(resp.Members...)
 					c.existing.Store(true)
 					c.log.Info("joined cluster", "via", addr)
 					return nil
@@ -69,7 +70,7 @@ func (c *Cluster) Join(ctx context.Context, addrs ...string) error {
 
 // isRefusal reports errors that retrying cannot cure.
 func isRefusal(err error) bool {
-	for _, s := range []error{ErrBadToken, ErrWrongCluster, ErrBadCertificate, ErrIDInUse, ErrInvalidConfig, ErrQuorumAtRisk, ErrRefused} {
+	for _, s := range []error{ErrBadToken, ErrWrongCluster, ErrBadCertificate, ErrIDInUse, ErrInvalidConfig, ErrQuorumAtRisk, ErrRefused, ErrNotAuthorized} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -158,6 +159,7 @@ func (c *Cluster) admit(ctx context.Context, token string, h Host, fresh bool) e
 	} else {
 		f = c.raft.AddNonvoter(raft.ServerID(h.ID), raft.ServerAddress(h.Addr), 0, timeoutOf(ctx))
 	}
+	c.refreshMembers()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("ha: add member %s to Raft: %w", h.ID, c.raftErr(err))
 	}
@@ -220,7 +222,9 @@ func (c *Cluster) removeMember(ctx context.Context, id string) error {
 	if _, err := c.propose(ctx, &hostLeave{ID: id}); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("ha: remove member %s: %w", id, err)
 	}
-	if err := c.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)).Error(); err != nil {
+	err := c.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)).Error()
+	c.refreshMembers() // the removed member's next request is refused
+	if err != nil {
 		return fmt.Errorf("ha: remove member %s from Raft: %w", id, c.raftErr(err))
 	}
 	c.peers.forget(id)

@@ -117,24 +117,42 @@ func (s *security) verifyChain(cs tls.ConnectionState) error {
 	return nil
 }
 
-// checkName checks that the verified peer certificate names member id.
-func (s *security) checkPeerName(conn net.Conn, id string) error {
+// identify names the peer after the hello: its member ID, checked against
+// its certificate, or for an operator certificate (IsOperatorCert) the
+// certificate's common name, which the hello must repeat.
+func (s *security) identify(conn net.Conn, from string) (peerID, error) {
 	if s == nil {
-		return nil
+		return peerID{id: from}, nil
 	}
 	tc, ok := conn.(*tls.Conn)
 	if !ok {
-		return fmt.Errorf("%w: connection is not TLS", ErrBadCertificate)
+		return peerID{}, fmt.Errorf("%w: connection is not TLS", ErrBadCertificate)
 	}
 	cs := tc.ConnectionState()
 	if len(cs.PeerCertificates) == 0 {
-		return fmt.Errorf("%w: peer sent no certificate", ErrBadCertificate)
+		return peerID{}, fmt.Errorf("%w: peer sent no certificate", ErrBadCertificate)
 	}
 	leaf := cs.PeerCertificates[0]
-	if err := leaf.VerifyHostname(id); err != nil {
-		return fmt.Errorf("%w: certificate names %v, not member %q: issue the member a certificate for its ID (ha/pki)", ErrBadCertificate, leaf.DNSNames, id)
+	if IsOperatorCert(leaf) {
+		if leaf.Subject.CommonName == "" || from != leaf.Subject.CommonName {
+			return peerID{}, fmt.Errorf("%w: operator certificate names %q, and the peer said it is %q", ErrBadCertificate, leaf.Subject.CommonName, from)
+		}
+		return peerID{id: from, operator: true}, nil
 	}
-	return nil
+	if err := leaf.VerifyHostname(from); err != nil {
+		return peerID{}, fmt.Errorf("%w: certificate names %v, not member %q: issue the member a certificate for its ID (ha/pki)", ErrBadCertificate, leaf.DNSNames, from)
+	}
+	return peerID{id: from}, nil
+}
+
+// checkPeerName checks that the verified peer certificate is a member
+// certificate naming member id.
+func (s *security) checkPeerName(conn net.Conn, id string) error {
+	p, err := s.identify(conn, id)
+	if err == nil && p.operator {
+		err = fmt.Errorf("%w: %s answered as member %q with an operator certificate", ErrBadCertificate, conn.RemoteAddr(), id)
+	}
+	return err
 }
 
 func (s *security) serverConfig() *tls.Config {
@@ -227,9 +245,14 @@ type mux struct {
 	clusterID string
 	self      string
 	raftConns chan net.Conn
-	rpc       func(conn net.Conn, peer string)
-	log       func(msg string, args ...any)
-	closed    chan struct{}
+	rpc       func(conn net.Conn, peer peerID)
+	// admit authorizes a peer for a stream after the hello; mayStay is
+	// asked before every read of a Raft stream whether the peer still may
+	// speak (a removed member's connection is cut at its next request).
+	admit   func(p peerID, stream byte) error
+	mayStay func(id string) bool
+	log     func(msg string, args ...any)
+	closed  chan struct{}
 }
 
 func (m *mux) serve() {
@@ -309,7 +332,12 @@ func (m *mux) handle(raw net.Conn) {
 		refuse(fmt.Errorf("ha: unknown stream type %q", stream))
 		return
 	}
-	if err := m.sec.checkPeerName(conn, from); err != nil {
+	p, err := m.sec.identify(conn, from)
+	if err != nil {
+		refuse(err)
+		return
+	}
+	if err := m.admit(p, stream); err != nil {
 		refuse(err)
 		return
 	}
@@ -319,9 +347,10 @@ func (m *mux) handle(raw net.Conn) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	if stream == streamRPC {
-		m.rpc(conn, from)
+		m.rpc(conn, p)
 		return
 	}
+	conn = &memberConn{Conn: conn, peer: p.id, mayStay: m.mayStay, log: m.log}
 	select {
 	case m.raftConns <- conn:
 	case <-m.closed:
@@ -342,4 +371,24 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.Conn.Read(b)
+}
+
+// memberConn is an accepted Raft stream whose peer is asked about before
+// every read: once it is no longer a member, the connection is closed and
+// what it sent is dropped unread by Raft.
+type memberConn struct {
+	net.Conn
+	peer    string
+	mayStay func(id string) bool
+	log     func(msg string, args ...any)
+}
+
+func (c *memberConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.mayStay != nil && !c.mayStay(c.peer) {
+		c.log("closed the Raft stream of a peer that is no longer a member", "peer", c.peer)
+		c.Conn.Close()
+		return 0, fmt.Errorf("%w: %s is no longer a member", ErrNotAuthorized, c.peer)
+	}
+	return n, err
 }

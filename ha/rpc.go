@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -29,7 +30,15 @@ const (
 	opApply     = "apply"
 	opReadIndex = "readindex"
 	opRemove    = "remove"
-	opPing      = "ping" // answered by every member: the leader's probe
+	opPing      = "ping"   // answered by every member: the leader's probe
+	opMember    = "member" // is ID in your configuration? (a vouch, authz.go)
+)
+
+// Size limits of one request and one answer on the wire: a request carries
+// at most one command (a VM's domain XML, say), an answer a few fields.
+const (
+	maxRPCRequest  = 8 << 20
+	maxRPCResponse = 1 << 20
 )
 
 type rpcRequest struct {
@@ -44,9 +53,13 @@ type rpcRequest struct {
 
 type rpcResponse struct {
 	Index  uint64 `json:"index,omitempty"`
-	Leader string `json:"leader,omitempty"` // leader's address, with ErrNotLeader
-	Code   int    `json:"code,omitempty"`
-	Err    string `json:"err,omitempty"`
+	Member bool   `json:"member,omitempty"` // opMember's answer
+	// Members is the configuration after a join: the joiner accepts Raft
+	// traffic from them until its own configuration names it.
+	Members []sponsor `json:"members,omitempty"`
+	Leader  string    `json:"leader,omitempty"` // leader's address, with ErrNotLeader
+	Code    int       `json:"code,omitempty"`
+	Err     string    `json:"err,omitempty"`
 }
 
 func (req rpcRequest) timeout() time.Duration {
@@ -56,17 +69,23 @@ func (req rpcRequest) timeout() time.Duration {
 	return time.Duration(req.TimeoutMS) * time.Millisecond
 }
 
-// serveRPC answers requests on conn from member peer (its certificate
-// already checked to name peer) until the peer hangs up.
-func (c *Cluster) serveRPC(conn net.Conn, peer string) {
+// serveRPC answers requests on conn from peer (its certificate already
+// checked to name peer) until the peer hangs up.
+func (c *Cluster) serveRPC(conn net.Conn, peer peerID) {
 	defer conn.Close()
 	stop := context.AfterFunc(c.ctx, func() { conn.Close() })
 	defer stop()
-	dec, enc := json.NewDecoder(conn), json.NewEncoder(conn)
+	lim := &limitReader{r: conn}
+	dec, enc := json.NewDecoder(lim), json.NewEncoder(conn)
 	for {
 		_ = conn.SetDeadline(time.Now().Add(rpcIdle))
 		var req rpcRequest
+		lim.reset(maxRPCRequest)
 		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, errTooLarge) {
+				c.log.Warn("refused an oversized cluster RPC request", "peer", peer, "limit", maxRPCRequest)
+				_ = enc.Encode(rpcResponse{Code: errCode(ErrRefused), Err: fmt.Sprintf("ha: member %s: %v: %v", c.cfg.ID, ErrRefused, err)})
+			}
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, req.timeout())
@@ -80,7 +99,7 @@ func (c *Cluster) serveRPC(conn net.Conn, peer string) {
 	}
 }
 
-func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rpcResponse {
+func (c *Cluster) handleRPC(ctx context.Context, peer peerID, req rpcRequest) rpcResponse {
 	fail := func(err error) rpcResponse {
 		r := rpcResponse{Code: errCode(err), Err: err.Error()}
 		if errors.Is(err, ErrNotLeader) {
@@ -88,15 +107,22 @@ func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rp
 		}
 		return r
 	}
-	if req.Op == opPing {
+	if err := c.authorizeRPC(peer, req); err != nil {
+		c.log.Warn("refused a cluster RPC request", "peer", peer, "op", req.Op, "err", err)
+		return fail(err)
+	}
+	switch req.Op {
+	case opPing:
 		return rpcResponse{}
+	case opMember:
+		return rpcResponse{Member: c.members.isMember(req.ID)}
 	}
 	if !c.isLeader() {
 		return fail(fmt.Errorf("ha: member %s: %w", c.cfg.ID, ErrNotLeader))
 	}
 	switch req.Op {
 	case opApply:
-		index, err := c.applyForwarded(ctx, req.Data)
+		index, err := c.applyForwarded(ctx, peer, req.Data)
 		if err != nil {
 			return fail(err)
 		}
@@ -111,13 +137,19 @@ func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rp
 		if req.Host == nil {
 			return fail(fmt.Errorf("ha: join request without host"))
 		}
-		if c.dialer.sec != nil && req.Host.ID != peer {
+		if req.Host.ID != peer.id {
 			return fail(fmt.Errorf("%w: member %q asked to join as %q: a member joins under the ID its certificate names", ErrBadCertificate, peer, req.Host.ID))
 		}
 		if err := c.admit(ctx, req.Token, *req.Host, req.Fresh); err != nil {
 			return fail(err)
 		}
-		return rpcResponse{}
+		var ms []sponsor
+		if cfg, err := c.raftConfig(); err == nil {
+			for _, s := range cfg.Servers {
+				ms = append(ms, sponsor{ID: string(s.ID), Addr: string(s.Address)})
+			}
+		}
+		return rpcResponse{Members: ms}
 	case opRemove:
 		if err := c.removeMember(ctx, req.ID); err != nil {
 			return fail(err)
@@ -128,11 +160,23 @@ func (c *Cluster) handleRPC(ctx context.Context, peer string, req rpcRequest) rp
 	}
 }
 
-// applyForwarded appends an encoded command on the leader. Unknown kinds are
-// refused here, so they never reach the log.
-func (c *Cluster) applyForwarded(ctx context.Context, data []byte) (uint64, error) {
-	if _, _, err := decodeCommand(data); err != nil {
+// applyForwarded appends an encoded command on the leader. Unknown kinds,
+// commands the peer may not propose and invalid ones are refused here, so
+// they never reach the log.
+func (c *Cluster) applyForwarded(ctx context.Context, peer peerID, data []byte) (uint64, error) {
+	cmd, _, err := decodeCommand(data)
+	if err != nil {
 		return 0, fmt.Errorf("ha: leader %s refused a forwarded command: %w", c.cfg.ID, err)
+	}
+	// A member that forwarded to itself (it became leader meanwhile, or is
+	// bootstrapping) is the leader's own path.
+	self := !peer.operator && peer.id == c.cfg.ID
+	if err := mayPropose(peer, cmd); err != nil && !self {
+		c.log.Warn("refused a forwarded command", "peer", peer, "kind", cmd.kind(), "err", err)
+		return 0, fmt.Errorf("ha: leader %s refused %s: %w", c.cfg.ID, cmd.kind(), err)
+	}
+	if err := validateCommand(cmd); err != nil {
+		return 0, fmt.Errorf("ha: leader %s refused %s: %w", c.cfg.ID, cmd.kind(), err)
 	}
 	f := c.raft.Apply(data, timeoutOf(ctx))
 	if err := f.Error(); err != nil {
@@ -171,7 +215,9 @@ func (c *Cluster) readIndexLocal(ctx context.Context) (uint64, error) {
 // rpcConn is a pooled connection to a peer.
 type rpcConn struct {
 	net.Conn
-	broken bool // not to be reused
+	broken bool   // not to be reused
+	peer   string // the member ID the peer's certificate names
+	lim    *limitReader
 	dec    *json.Decoder
 	enc    *json.Encoder
 }
@@ -240,14 +286,20 @@ func (c *Cluster) call(ctx context.Context, addr string, req rpcRequest) (rpcRes
 		conn := c.rpcPool.get(addr)
 		pooled := conn != nil
 		if conn == nil {
-			raw, _, err := c.dialer.dial(ctx, addr, streamRPC, "")
+			raw, peer, err := c.dialer.dial(ctx, addr, streamRPC, "")
 			if err != nil {
 				if maybeSent {
 					return rpcResponse{}, err
 				}
 				return rpcResponse{}, &notSentError{err}
 			}
-			conn = &rpcConn{Conn: raw, dec: json.NewDecoder(raw), enc: json.NewEncoder(raw)}
+			lim := &limitReader{r: raw}
+			conn = &rpcConn{Conn: raw, peer: peer, lim: lim, dec: json.NewDecoder(lim), enc: json.NewEncoder(raw)}
+		}
+		if req.Op == opJoin {
+			// The member that admits this one starts sending it Raft
+			// entries before the answer comes.
+			c.members.addSponsors(sponsor{ID: conn.peer, Addr: addr})
 		}
 		resp, wrote, err := c.roundTrip(ctx, conn, req)
 		if err == nil {
@@ -278,6 +330,7 @@ func (c *Cluster) roundTrip(ctx context.Context, conn *rpcConn, req rpcRequest) 
 	if err := conn.enc.Encode(req); err != nil {
 		return resp, false, err
 	}
+	conn.lim.reset(maxRPCResponse)
 	if err := conn.dec.Decode(&resp); err != nil {
 		return resp, true, err
 	}
@@ -349,3 +402,27 @@ type notSentError struct{ err error }
 
 func (e *notSentError) Error() string { return e.err.Error() }
 func (e *notSentError) Unwrap() error { return e.err }
+
+var errTooLarge = errors.New("message exceeds the size limit")
+
+// limitReader fails a read past n bytes since the last reset: one message's
+// worth (the JSON decoder may read ahead into the next one, which the
+// limit, far above a message, absorbs).
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) reset(n int64) { l.n = n }
+
+func (l *limitReader) Read(b []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, fmt.Errorf("%w", errTooLarge)
+	}
+	if int64(len(b)) > l.n {
+		b = b[:l.n]
+	}
+	n, err := l.r.Read(b)
+	l.n -= int64(n)
+	return n, err
+}

@@ -7,6 +7,23 @@
 // A program that runs on a host reads its identity from PEM files with
 // LoadFiles, which checks them as a peer would; CA.WriteMember writes such
 // files.
+//
+// # Roles
+//
+// A certificate signed by the cluster CA has one of two roles:
+//
+//   - member (CA.Issue, CA.Member): the member ID as CommonName and DNS SAN,
+//     for client and server auth. A member certificate acts only while the
+//     Raft configuration names its ID: a removed member's certificate is
+//     refused at its next request, with no change to the CA.
+//   - operator (CA.IssueOperator, CA.Operator): the operator's name as
+//     CommonName, the organizational unit "xenha-operator" (ha.OperatorOU),
+//     no DNS SAN, client auth only. An operator may read the state and call
+//     the administrative operations (VMs, volumes, maintenance, migration,
+//     fence acknowledgements under its own name, member removal); it never
+//     speaks Raft and never joins. IsOperator tells the two apart; a site
+//     with its own PKI gives its operators' certificates that OU and keeps it
+//     out of its members'.
 package pki
 
 import (
@@ -93,32 +110,57 @@ func NewCA(clusterID string, opts ...Option) (*CA, error) {
 // Issue makes a certificate for member id (the ID as CommonName and DNS
 // SAN), for both client and server authentication.
 func (ca *CA) Issue(id string, opts ...Option) (tls.Certificate, error) {
+	return ca.issue(id, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: id},
+		DNSNames:    []string{id},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, opts)
+}
+
+// IssueOperator makes an operator certificate for name: CommonName name,
+// organizational unit ha.OperatorOU, client authentication only.
+func (ca *CA) IssueOperator(name string, opts ...Option) (tls.Certificate, error) {
+	if name == "" {
+		return tls.Certificate{}, fmt.Errorf("pki: operator certificate: empty name")
+	}
+	return ca.issue(name, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: name, OrganizationalUnit: []string{ha.OperatorOU}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, opts)
+}
+
+// Operator returns the ha.TLSConfig an operator's tool presents: this CA
+// and a fresh operator certificate for name.
+func (ca *CA) Operator(name string, opts ...Option) (*ha.TLSConfig, error) {
+	cert, err := ca.IssueOperator(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &ha.TLSConfig{CA: ca.Pool, Cert: cert}, nil
+}
+
+// IsOperator reports whether cert has the operator role (see Roles).
+func IsOperator(cert *x509.Certificate) bool { return ha.IsOperatorCert(cert) }
+
+func (ca *CA) issue(name string, tmpl *x509.Certificate, opts []Option) (tls.Certificate, error) {
 	o := apply(opts)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: key for %s: %w", id, err)
+		return tls.Certificate{}, fmt.Errorf("pki: key for %s: %w", name, err)
 	}
-	sn, err := serial()
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: serial for %s: %w", id, err)
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: serial for %s: %w", name, err)
 	}
 	now := o.now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: id},
-		DNSNames:     []string{id},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(o.validFor),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Minute), now.Add(o.validFor)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: sign certificate for %s: %w", id, err)
+		return tls.Certificate{}, fmt.Errorf("pki: sign certificate for %s: %w", name, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: parse certificate for %s: %w", id, err)
+		return tls.Certificate{}, fmt.Errorf("pki: parse certificate for %s: %w", name, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

@@ -52,3 +52,30 @@ func TestValidFor(t *testing.T) {
 		t.Fatalf("validity %v, want about an hour", d)
 	}
 }
+
+func TestOperatorRole(t *testing.T) {
+	ca, err := NewCA("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := ca.IssueOperator("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := ca.Issue("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsOperator(op.Leaf) || IsOperator(member.Leaf) {
+		t.Fatalf("IsOperator: operator %v, member %v", IsOperator(op.Leaf), IsOperator(member.Leaf))
+	}
+	if len(op.Leaf.DNSNames) != 0 || op.Leaf.Subject.CommonName != "alice" {
+		t.Fatalf("operator certificate names %v / %q", op.Leaf.DNSNames, op.Leaf.Subject.CommonName)
+	}
+	if _, err := op.Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Fatal("an operator certificate verifies for server auth")
+	}
+	if _, err := ca.IssueOperator(""); err == nil {
+		t.Fatal("an operator certificate without a name was issued")
+	}
+}
