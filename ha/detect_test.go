@@ -138,19 +138,32 @@ func TestDetectorLeaseExpiryNeedsWatchdog(t *testing.T) {
 
 // After an election, a host that renewed before it keeps InitDead to find the
 // new leader while it answers probes, and loses the grace once probes have
-// failed for DeadTime: it died with the old leader. A host never heard from
-// may be booting, and keeps the whole grace whatever probes say.
+// failed for DeadTime: it died with the old leader. A host this member had
+// already seen silent past DeadTime loses it at its first failed probe. A
+// host never heard from may be booting, and keeps the whole grace whatever
+// probes say.
 func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	tm := fastTimings
 	tm.InitDead = 10 * time.Second
 	clk := newFakeClock()
 	d := newDetector(tm, clk.Now)
 	clk.Advance(20 * time.Second)
+	d.renewed("gone")
+	d.renewed("quiet")
+	clk.Advance(700 * time.Millisecond)
 	d.renewed("dead")
 	d.renewed("slow")
-	clk.Advance(time.Second) // the old leader dies; an election follows
+	clk.Advance(300 * time.Millisecond) // the old leader dies; an election follows
 	d.becameLeader()
 	start := clk.Now()
+	d.probed("gone", start, false)
+	if v := d.verdict("gone"); v.Health != healthDead || v.Reassignable {
+		t.Fatalf("silent 1 s, then a failed probe: %+v, want dead at once, not reassignable", v)
+	}
+	d.probed("quiet", start, true)
+	if v := d.verdict("quiet"); v.Health == healthDead {
+		t.Fatalf("silent 1 s but answering: %+v, want the grace", v)
+	}
 	if v := d.verdict("dead"); !v.Probe {
 		t.Fatalf("a host seen before the election: %+v, want probed", v)
 	}
