@@ -142,7 +142,7 @@ func TestFailoverCommandsFenceBeforeRecover(t *testing.T) {
 	for _, p := range inc.Phases {
 		names = append(names, p.Name)
 	}
-	if want := []string{PhaseDetect, PhaseFence, PhasePlace, PhaseStorage, PhaseStart}; !reflect.DeepEqual(names, want) {
+	if want := []string{PhaseDetect, PhaseFence, PhaseProof, PhasePlace, PhaseStorage, PhaseStart}; !reflect.DeepEqual(names, want) {
 		t.Fatalf("phases %v, want %v", names, want)
 	}
 	// h1 comes back and registers at its new epoch.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/xenctl"
 )
 
 // Options choose the demo's size and script.
@@ -113,9 +114,24 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if p.live() == nil {
 			return nil, errors.New("demo: no member is up")
 		}
+		// The outage is counted from a whole pool: every VM executing once
+		// and observed running there by the cluster, not merely started.
+		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
+			sum.Failures = append(sum.Failures, fmt.Sprintf("before pulling %s: %v", h.id, err))
+			break
+		}
+		onVictim, err := h.executing(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("demo: read what %s runs: %w", h.id, err)
+		}
 		v.note("pulling the plug on %s (%s)", h.id, role)
 		pulled := time.Now()
 		h.bmc.SetPower(false)
+		back, err := movedAt(ctx, p, w, onVictim, h.id, o.Wait)
+		if err != nil {
+			sum.Failures = append(sum.Failures, fmt.Sprintf("after pulling %s: %v", h.id, err))
+			break
+		}
 		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
 			sum.Failures = append(sum.Failures, fmt.Sprintf("after pulling %s: %v", h.id, err))
 			break
@@ -125,7 +141,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Failures = append(sum.Failures, err.Error())
 			break
 		}
-		back := w.backAt(pulled)
 		sum.Incidents = append(sum.Incidents, incidentSummary(inc, role, pulled, back))
 		v.note("%s's VMs run again %d ms after the plug was pulled", h.id, back.Sub(pulled).Milliseconds())
 		if o.Restore {
@@ -211,7 +226,8 @@ func pick(p *pool, victim string) (*host, string, error) {
 }
 
 // settle waits until every VM that must run executes on exactly one host,
-// the one the cluster assigned it to.
+// the one the cluster assigned it to, and the cluster observed it running
+// there.
 func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -233,6 +249,8 @@ func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Durat
 				last = "no state readable"
 			case st.VMs[vm.Name].Host != hosts[0]:
 				last = fmt.Sprintf("VM %s runs on %s but is assigned to %q", vm.Name, hosts[0], st.VMs[vm.Name].Host)
+			case !observedRunning(st.VMs[vm.Name], hosts[0]):
+				last = fmt.Sprintf("VM %s runs on %s but the cluster has not observed it running there", vm.Name, hosts[0])
 			}
 			if last != "" {
 				break
@@ -245,6 +263,46 @@ func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Durat
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s", ctx.Err(), last)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func observedRunning(vm *ha.VM, host string) bool {
+	return vm != nil && vm.Observed.Host == host && vm.Observed.State == xenctl.StateRunning
+}
+
+// movedAt polls until every VM in moved executes on exactly one host other
+// than from and the cluster observed it running there, and returns that
+// moment: the end of the outage that began when from's plug was pulled.
+func movedAt(ctx context.Context, p *pool, w *watch, moved []string, from string, wait time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		exec := w.snapshot(ctx)
+		var st *ha.State
+		if m := p.live(); m != nil {
+			st, _ = m.State(ctx, ha.Stale)
+		}
+		problem := ""
+		for _, vm := range moved {
+			hosts := exec[vm]
+			switch {
+			case len(hosts) != 1 || hosts[0] == from:
+				problem = fmt.Sprintf("VM %s executes on %v", vm, hosts)
+			case st == nil || !observedRunning(st.VMs[vm], hosts[0]):
+				problem = fmt.Sprintf("VM %s executes on %s, not yet observed running there", vm, hosts[0])
+			}
+			if problem != "" {
+				break
+			}
+		}
+		if problem == "" {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%w: %s", ctx.Err(), problem)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
