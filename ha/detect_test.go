@@ -211,3 +211,51 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 		t.Fatalf("failures from the last term: %+v, want ignored", v)
 	}
 }
+
+// A host that has been renewing late lately gets that much longer (at most
+// DeadTime) before it is dead; and while this member's own renewals are
+// late, its log is stalled, and nobody's silence counts for that long.
+func TestDetectorAllowsForJitterAndLogStalls(t *testing.T) {
+	tm := fastTimings
+	tm.KeepAlive = 100 * time.Millisecond
+	clk := newFakeClock()
+	d := newDetector(tm, clk.Now)
+	d.setSelf("me")
+	d.becameLeader()
+	clk.Advance(2 * time.Second) // past InitDead
+	for range 5 {
+		d.renewed("me")
+		d.renewed("steady")
+		d.renewed("late")
+		clk.Advance(100 * time.Millisecond)
+	}
+	d.renewed("late")
+	clk.Advance(350 * time.Millisecond) // one renewal 250 ms late
+	d.renewed("late")
+	d.renewed("me")
+	d.renewed("steady")
+	clk.Advance(401 * time.Millisecond)
+	d.renewed("me")
+	if v := d.verdict("steady"); v.Health != healthDead {
+		t.Fatalf("a steady host silent past DeadTime: %+v, want dead", v)
+	}
+	if v := d.verdict("late"); v.Health == healthDead {
+		t.Fatalf("a host 250 ms late lately, silent 401 ms: %+v, want not yet dead", v)
+	}
+	clk.Advance(250 * time.Millisecond)
+	d.renewed("me")
+	if v := d.verdict("late"); v.Health != healthDead {
+		t.Fatalf("silent past DeadTime + its lateness: %+v, want dead", v)
+	}
+
+	// The log stalls: this member's own renewal is 300 ms late too.
+	d.renewed("steady")
+	clk.Advance(401 * time.Millisecond)
+	if v := d.verdict("steady"); v.Health == healthDead {
+		t.Fatalf("silent 401 ms while this member's own renewals are 301 ms late: %+v, want not dead", v)
+	}
+	d.renewed("me")
+	if v := d.verdict("steady"); v.Health != healthDead {
+		t.Fatalf("own renewals on time again: %+v, want dead", v)
+	}
+}

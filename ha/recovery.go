@@ -62,6 +62,7 @@ func (c *Cluster) startFailover() {
 		lease:      newHostLease(c.cfg.Watchdog),
 		leaderKick: make(chan struct{}, 1),
 	}
+	f.det.setSelf(c.cfg.ID)
 	if c.cfg.Role != RoleWitness && c.cfg.Hypervisor != nil {
 		f.agent = newAgent(f)
 	}
