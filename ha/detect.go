@@ -118,13 +118,15 @@ func (d *detector) renewed(host string) {
 // allowance is how much longer than DeadTime host may stay silent before it
 // is dead: its own recent lateness (a host that is slow, not dead, renews
 // late for a while before), at most DeadTime, plus how late this member's
-// own renewals are now (a leader whose log stalls, on a busy disk or CPU,
-// applies nobody's renewals, and that is no host's fault). Suspecting later
+// own renewals are now, up to Lease (a leader whose log stalls, on a busy
+// disk or CPU, applies nobody's renewals, and that is no host's fault). Suspecting later
 // is always safe: the proof and the lease, not detection, keep VMs single.
 func (d *detector) allowanceLocked(host string, now time.Time) time.Duration {
 	a := min(d.jitter[host], d.t.DeadTime)
 	if last, ok := d.last[d.self]; ok && d.self != "" && host != d.self {
-		a += max(now.Sub(last)-d.t.KeepAlive, 0)
+		// At most Lease: a member whose own renewals are later than that
+		// lost its own lease, and must not spare everyone else for ever.
+		a += min(max(now.Sub(last)-d.t.KeepAlive, 0), d.t.Lease)
 	}
 	return a
 }

@@ -221,24 +221,7 @@ func (r *recovery) step(ctx context.Context) {
 				}
 			}
 		case HostSuspect:
-			// The fence belongs to the incident it was run for: a host
-			// that renewed and fell silent again has a new one, and a
-			// proof from the old one does not prove it off now.
-			incident := ""
-			if inc := s.findIncident(id, h.Epoch); inc != nil {
-				incident = inc.ID
-			}
-			key := fmt.Sprintf("%s@%d#%s", id, h.Epoch, incident)
-			active[key] = true
-			if r.fencing[key] == nil {
-				fctx, fcancel := context.WithCancel(ctx)
-				r.fencing[key] = fcancel
-				r.wg.Add(1)
-				go func() {
-					defer r.wg.Done()
-					r.fence(fctx, id, h.Epoch, incident)
-				}()
-			}
+			active[r.startFence(ctx, s, id, h.Epoch)] = true
 		}
 	}
 	for key, cancel := range r.fencing {
@@ -256,6 +239,28 @@ func (r *recovery) step(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// startFence starts fencing host at epoch unless it is under way, and
+// returns the fence's key. The fence belongs to the incident it is run for:
+// a host that renewed and fell silent again has a new one, and a proof from
+// the old one does not prove it off now.
+func (r *recovery) startFence(ctx context.Context, s *State, host string, epoch uint64) string {
+	incident := ""
+	if inc := s.findIncident(host, epoch); inc != nil {
+		incident = inc.ID
+	}
+	key := fmt.Sprintf("%s@%d#%s", host, epoch, incident)
+	if r.fencing[key] == nil {
+		fctx, cancel := context.WithCancel(ctx)
+		r.fencing[key] = cancel
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.fence(fctx, host, epoch, incident)
+		}()
+	}
+	return key
 }
 
 // probe asks host, at addr, whether it is there, unless a probe of it is

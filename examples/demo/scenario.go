@@ -107,50 +107,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	v.note("all %d VMs run once", len(vms))
 
 	for _, victim := range o.Victims {
-		h, role, err := pick(p, victim)
+		inc, failure, err := pull(ctx, p, w, v, vms, victim, o)
 		if err != nil {
 			return nil, err
 		}
-		if p.live() == nil {
-			return nil, errors.New("demo: no member is up")
-		}
-		// The outage is counted from a whole pool: every VM executing once
-		// and observed running there by the cluster, not merely started.
-		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
-			sum.Failures = append(sum.Failures, fmt.Sprintf("before pulling %s: %v", h.id, err))
+		if failure != "" {
+			sum.Failures = append(sum.Failures, failure)
 			break
 		}
-		onVictim, err := h.executing(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("demo: read what %s runs: %w", h.id, err)
-		}
-		v.note("pulling the plug on %s (%s)", h.id, role)
-		pulled := time.Now()
-		h.bmc.SetPower(false)
-		back, err := movedAt(ctx, p, w, onVictim, h.id, o.Wait)
-		if err != nil {
-			sum.Failures = append(sum.Failures, fmt.Sprintf("after pulling %s: %v", h.id, err))
-			break
-		}
-		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
-			sum.Failures = append(sum.Failures, fmt.Sprintf("after pulling %s: %v", h.id, err))
-			break
-		}
-		inc, err := closedIncident(ctx, p, h.id, pulled, o.Wait)
-		if err != nil {
-			sum.Failures = append(sum.Failures, err.Error())
-			break
-		}
-		sum.Incidents = append(sum.Incidents, incidentSummary(inc, role, pulled, back))
-		v.note("%s's VMs run again %d ms after the plug was pulled", h.id, back.Sub(pulled).Milliseconds())
-		if o.Restore {
-			h.bmc.SetPower(true)
-			if err := online(ctx, p, h.id, o.Wait); err != nil {
-				sum.Failures = append(sum.Failures, err.Error())
-				break
-			}
-			v.note("%s powered on and rejoined", h.id)
-		}
+		sum.Incidents = append(sum.Incidents, inc)
 	}
 	// A host powered back on can cost the others a moment (an election, a
 	// lease renewal late, VMs isolated and restarted): judge the pool once
@@ -185,6 +150,52 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	sum.OK = len(sum.Lost) == 0 && len(sum.DoubleRuns) == 0 && len(sum.Failures) == 0 &&
 		len(sum.Incidents) == len(o.Victims)
 	return sum, nil
+}
+
+// pull pulls the plug on victim once the pool is whole, waits until its VMs
+// run elsewhere, and powers it back on if o.Restore says so. It returns the
+// incident, or a failure of the script (the summary says it), or an error
+// for a demo that cannot go on.
+func pull(ctx context.Context, p *pool, w *watch, v *view, vms []ha.VM, victim string, o Options) (IncidentSummary, string, error) {
+	h, role, err := pick(p, victim)
+	if err != nil {
+		return IncidentSummary{}, "", err
+	}
+	if p.live() == nil {
+		return IncidentSummary{}, "", errors.New("demo: no member is up")
+	}
+	// The outage is counted from a whole pool: every VM executing once and
+	// observed running there by the cluster, not merely started.
+	if err := settle(ctx, p, w, vms, o.Wait); err != nil {
+		return IncidentSummary{}, fmt.Sprintf("before pulling %s: %v", h.id, err), nil
+	}
+	onVictim, err := h.executing(ctx)
+	if err != nil {
+		return IncidentSummary{}, "", fmt.Errorf("demo: read what %s runs: %w", h.id, err)
+	}
+	v.note("pulling the plug on %s (%s)", h.id, role)
+	pulled := time.Now()
+	h.bmc.SetPower(false)
+	back, err := movedAt(ctx, p, w, onVictim, h.id, o.Wait)
+	if err == nil {
+		err = settle(ctx, p, w, vms, o.Wait)
+	}
+	if err != nil {
+		return IncidentSummary{}, fmt.Sprintf("after pulling %s: %v", h.id, err), nil
+	}
+	inc, err := closedIncident(ctx, p, h.id, pulled, o.Wait)
+	if err != nil {
+		return IncidentSummary{}, err.Error(), nil
+	}
+	v.note("%s's VMs run again %d ms after the plug was pulled", h.id, back.Sub(pulled).Milliseconds())
+	if o.Restore {
+		h.bmc.SetPower(true)
+		if err := online(ctx, p, h.id, o.Wait); err != nil {
+			return IncidentSummary{}, err.Error(), nil
+		}
+		v.note("%s powered on and rejoined", h.id)
+	}
+	return incidentSummary(inc, role, pulled, back), "", nil
 }
 
 // pick resolves a victim name to a host that is up.
