@@ -37,6 +37,7 @@ func (a *all) Fence(ctx context.Context, host string) (Proof, error) {
 	var failed []error
 	var ev []string
 	var latest time.Time
+	kind := ProofVerifiedOff
 	for i, p := range proofs {
 		switch {
 		case errs[i] != nil:
@@ -48,6 +49,7 @@ func (a *all) Fence(ctx context.Context, host string) (Proof, error) {
 			if p.Time.After(latest) {
 				latest = p.Time
 			}
+			kind = min(kind, p.Kind) // as strong as the weakest feed's proof
 		}
 	}
 	if len(failed) > 0 {
@@ -55,5 +57,5 @@ func (a *all) Fence(ctx context.Context, host string) (Proof, error) {
 			Err: fmt.Errorf("%d of %d devices did not fence the host, it may still have power: %w", len(failed), len(a.fencers), errors.Join(failed...))}
 	}
 	// The host is off from the moment the last device cut its feed.
-	return Proof{Host: host, Method: a.method, Evidence: strings.Join(ev, "; "), Time: latest}, nil
+	return Proof{Host: host, Method: a.method, Evidence: strings.Join(ev, "; "), Time: latest, Kind: kind}, nil
 }

@@ -34,6 +34,33 @@ func TestAllNeedsEveryDevice(t *testing.T) {
 	}
 }
 
+// All's proof is as strong as its weakest device's: one feed read back as
+// off and one that cannot say do not make a verified power-off.
+func TestAllProvesTheWeakestKind(t *testing.T) {
+	for _, tc := range []struct {
+		a, b, want fence.ProofKind
+	}{
+		{fence.ProofVerifiedOff, fence.ProofVerifiedOff, fence.ProofVerifiedOff},
+		{fence.ProofVerifiedOff, fence.ProofUnverified, fence.ProofUnverified},
+		{fence.ProofSelfFence, fence.ProofVerifiedOff, fence.ProofSelfFence},
+	} {
+		a := fencetest.New(fencetest.Hosts("h1"), fencetest.Proves(tc.a))
+		b := fencetest.New(fencetest.Hosts("h1"), fencetest.Proves(tc.b))
+		p, err := fence.All("dual", a, b).Fence(t.Context(), "h1")
+		if err != nil || p.Kind != tc.want {
+			t.Errorf("%v + %v: %v, %v; want a %v proof", tc.a, tc.b, p, err, tc.want)
+		}
+	}
+	for _, k := range []fence.ProofKind{fence.ProofUnverified, fence.ProofSelfFence, fence.ProofVerifiedOff} {
+		if got, err := fence.ParseProofKind(k.String()); got != k || err != nil {
+			t.Errorf("ParseProofKind(%q) = %v, %v", k, got, err)
+		}
+	}
+	if _, err := fence.ParseProofKind("off"); err == nil {
+		t.Error("ParseProofKind accepted \"off\"")
+	}
+}
+
 func TestAllPassesConformance(t *testing.T) {
 	fencetest.Run(t, func(t *testing.T) fencetest.Subject {
 		a := fencetest.New(fencetest.Hosts("h1"), fencetest.Host("dead", fencetest.Silent()))

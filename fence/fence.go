@@ -21,12 +21,57 @@ var (
 )
 
 // Proof says that a host was off at Time, by Method, with Evidence a person can
-// check (the BMC's answer, the agent's output, the slot written).
+// check (the BMC's answer, the agent's output, the slot written), and Kind says
+// how strong that is.
 type Proof struct {
 	Host     string
 	Method   string // "ipmi", "agent:fence_ipmilan", "sbd", "watchdog", "libvirt", ...
 	Evidence string
 	Time     time.Time
+	// Kind is what the proof proves. Its zero value, ProofUnverified, is the
+	// safe default for a fencer that does not say.
+	Kind ProofKind
+}
+
+// ProofKind is what a proof proves, which decides how long a cluster must
+// still wait before it restarts the host's VMs elsewhere.
+type ProofKind int
+
+// Proof kinds, weakest first.
+const (
+	// ProofUnverified: the fencer acted but read nothing back that shows
+	// the host off (a transient domain that vanished, an operator's word).
+	// It proves nothing on its own: the host's lease must still run out.
+	ProofUnverified ProofKind = iota
+	// ProofSelfFence: the host is trusted to kill itself (a poison pill it
+	// must read, a watchdog it must stop feeding). That holds only once its
+	// lease and its watchdog time have run out.
+	ProofSelfFence
+	// ProofVerifiedOff: the device read the host's power (or domain) back
+	// as off after acting: a BMC's chassis status, a fence agent's
+	// status=off, a destroyed domain read back as shut off. A host with no
+	// power runs nothing, so its VMs may be restarted at once.
+	ProofVerifiedOff
+)
+
+func (k ProofKind) String() string {
+	switch k {
+	case ProofSelfFence:
+		return "self-fence"
+	case ProofVerifiedOff:
+		return "verified-off"
+	}
+	return "unverified"
+}
+
+// ParseProofKind reads a ProofKind's String form; anything else is an error.
+func ParseProofKind(s string) (ProofKind, error) {
+	for _, k := range []ProofKind{ProofUnverified, ProofSelfFence, ProofVerifiedOff} {
+		if s == k.String() {
+			return k, nil
+		}
+	}
+	return ProofUnverified, fmt.Errorf("fence: proof kind %q: want unverified, self-fence or verified-off", s)
 }
 
 func (p Proof) String() string {

@@ -68,6 +68,9 @@ type Option func(*options)
 type options struct {
 	mem      *MemoryStore
 	batching bool
+	// wrapLogs, when set, wraps the member's Raft log store (tests: a disk
+	// whose writes stall now and then).
+	wrapLogs func(raft.LogStore) raft.LogStore
 }
 
 // WithMemoryStore keeps the member's Raft log, stable store and snapshots in
@@ -122,6 +125,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	rawLogs, rawStable, snaps, err := c.openStores(o.mem)
 	if err != nil {
 		return nil, err
+	}
+	if o.wrapLogs != nil {
+		rawLogs = o.wrapLogs(rawLogs)
 	}
 	c.store = newWatchedStore(rawLogs, rawStable, c.storeChanged)
 	c.store.configStored = c.pokeMembers

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/xenctl"
 )
 
@@ -133,6 +134,7 @@ func (c *registerCmd) apply(s *State, m applyMeta) (any, error) {
 		h.Capacity = *c.Capacity
 	}
 	h.MigrateURI = c.MigrateURI
+	h.ProvenOff = false // it runs again: the old proof says nothing now
 	if h.State == HostJoining || h.State == HostFenced || h.State == "" {
 		setHostState(h, HostOnline, m.At)
 	}
@@ -177,9 +179,31 @@ type fenceCmd struct {
 	Attempts  []FenceAttempt `json:"attempts,omitempty"`
 	Manual    bool           `json:"manual,omitempty"`
 	Operator  string         `json:"operator,omitempty"`
+	// Proof is the proof's kind (fence.ProofKind's String); empty, as in
+	// commands from before kinds existed, is unverified.
+	Proof string `json:"proof,omitempty"`
+	// Incident is the ID of the open incident the fencer ran for: a
+	// power-off proves the host runs nothing only if nothing renewed after
+	// it, and a renewal closes that incident.
+	Incident string `json:"incident,omitempty"`
 }
 
 func (c *fenceCmd) kind() string { return "host.fence" }
+
+// provesOff reports whether c, applied to host h, proves h runs nothing
+// now. A verified power-off does, if it was done for the incident still
+// open and the host is still suspect: the fencer started only after the
+// suspect command was applied, so any renewal the host sent after the
+// power-off (it was switched on again) comes later in the log, and either
+// was applied before c (it made the host online and closed the incident)
+// or comes after c and is refused for its old epoch.
+func (c *fenceCmd) provesOff(s *State, h *Host) bool {
+	if c.Manual || c.Proof != fence.ProofVerifiedOff.String() || c.Incident == "" || h.State != HostSuspect {
+		return false
+	}
+	inc := s.findIncident(c.Host, c.Epoch)
+	return inc != nil && inc.ID == c.Incident
+}
 
 func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
 	h, err := hostAtEpoch(s, c.Host, c.Epoch)
@@ -200,6 +224,12 @@ func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
 	if c.Method == "" {
 		return nil, refuse("fence record for %s names no method", c.Host)
 	}
+	if c.Proof != "" {
+		if _, err := fence.ParseProofKind(c.Proof); err != nil {
+			return nil, refuse("fence record for %s: %v", c.Host, err)
+		}
+	}
+	provenOff := c.provesOff(s, h)
 	// A proof is committed in any other state, even if the host renewed
 	// meanwhile: the host is off, and that is the truth.
 	at := c.ProofTime
@@ -208,7 +238,7 @@ func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
 	}
 	s.Fences = append(s.Fences, FenceRecord{
 		Host: c.Host, Epoch: c.Epoch, Method: c.Method, Evidence: c.Evidence, Time: at,
-		Attempts: slices.Clone(c.Attempts), Manual: c.Manual, Operator: c.Operator,
+		Attempts: slices.Clone(c.Attempts), Manual: c.Manual, Operator: c.Operator, Proof: c.Proof,
 	})
 	if n := len(s.Fences); n > maxFences {
 		s.Fences = slices.Delete(s.Fences, 0, n-maxFences)
@@ -227,17 +257,31 @@ func (c *fenceCmd) apply(s *State, m applyMeta) (any, error) {
 	if c.Manual {
 		inc.note("fence acknowledged by operator %s: %s", c.Operator, c.Evidence)
 	} else {
-		inc.note("fenced by %s", c.Method)
+		inc.note("fenced by %s (%s)", c.Method, proofName(c.Proof))
 	}
 	inc.end(PhaseFence, m.At)
-	inc.begin(PhasePlace, m.At)
+	inc.begin(PhaseProof, m.At)
+	if provenOff {
+		inc.note("verified power-off: its VMs may be placed at once")
+	} else {
+		inc.note("not a verified power-off: its VMs wait until its lease has run out")
+	}
 	h.Epoch++
+	h.ProvenOff = provenOff
 	setHostState(h, HostFenced, m.At)
 	if len(inc.VMs) == 0 {
 		inc.note("the host ran no protected VMs")
 		inc.close(m.At)
 	}
 	return h.Epoch, nil
+}
+
+// proofName is a FenceRecord.Proof for people: empty reads as unverified.
+func proofName(p string) string {
+	if p == "" {
+		return fence.ProofUnverified.String()
+	}
+	return p
 }
 
 func appendAttempts(have, add []FenceAttempt) []FenceAttempt {
@@ -309,6 +353,10 @@ type assignCmd struct {
 	Moves    []Assignment      `json:"moves"`
 	Unplaced map[string]string `json:"unplaced,omitempty"`
 	Reason   string            `json:"reason"`
+	// Decided is the leader's clock when it found the VMs free to move (the
+	// proof's wait over); the incidents' proof phase ends there and their
+	// place phase begins. Zero in older commands: both end at the commit.
+	Decided time.Time `json:"decided,omitzero"`
 }
 
 func (c *assignCmd) kind() string { return "vm.assign" }
@@ -355,6 +403,18 @@ func mayLeave(s *State, vm *VM) error {
 	}
 	return fmt.Errorf("VM %s is on host %s (%s, epoch %d) which was not fenced: fence the host or release the VM first",
 		vm.Name, vm.Host, h.State, h.Epoch)
+}
+
+// decidedWithin is Decided kept within [from, at]; at when Decided is zero
+// (a command from before it existed).
+func (c *assignCmd) decidedWithin(from, at time.Time) time.Time {
+	switch {
+	case c.Decided.IsZero() || c.Decided.After(at):
+		return at
+	case c.Decided.Before(from):
+		return from
+	}
+	return c.Decided
 }
 
 func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
@@ -424,6 +484,11 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 			}
 		}
 		for _, inc := range s.openIncidentsWith(mv.VM) {
+			if p := inc.phase(PhaseProof); p != nil {
+				decided := c.decidedWithin(p.Start, m.At)
+				inc.end(PhaseProof, decided)
+				inc.begin(PhasePlace, decided)
+			}
 			inc.end(PhasePlace, m.At)
 			inc.begin(PhaseStorage, m.At)
 			inc.begin(PhaseStart, m.At)

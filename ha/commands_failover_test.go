@@ -142,7 +142,7 @@ func TestFailoverCommandsFenceBeforeRecover(t *testing.T) {
 	for _, p := range inc.Phases {
 		names = append(names, p.Name)
 	}
-	if want := []string{PhaseDetect, PhaseFence, PhasePlace, PhaseStorage, PhaseStart}; !reflect.DeepEqual(names, want) {
+	if want := []string{PhaseDetect, PhaseFence, PhaseProof, PhasePlace, PhaseStorage, PhaseStart}; !reflect.DeepEqual(names, want) {
 		t.Fatalf("phases %v, want %v", names, want)
 	}
 	// h1 comes back and registers at its new epoch.
@@ -326,4 +326,61 @@ func TestFailoverCommandsIncidentClose(t *testing.T) {
 		t.Fatalf("result %v, want the closed timeline", res)
 	}
 	w.refused(&incidentCloseCmd{ID: id}, nil) // once
+}
+
+// A verified power-off proves a host off only for its current epoch and the
+// incident it was taken for; other proofs never do.
+func TestFailoverCommandsVerifiedOffProof(t *testing.T) {
+	w := newCmdWorld(t)
+	off := "verified-off"
+	inc := w.must(&suspectCmd{Host: "h2", Epoch: 0, Silence: time.Second}).(string)
+	w.must(&fenceCmd{Host: "h2", Epoch: 0, Method: "ipmi", Evidence: "chassis off", Proof: off, Incident: inc})
+	if h := w.s.Hosts["h2"]; !h.ProvenOff || h.Epoch != 1 {
+		t.Fatalf("after a verified power-off: %+v, want proven off at epoch 1", h)
+	}
+	if got := w.s.Fences[len(w.s.Fences)-1].Proof; got != off {
+		t.Fatalf("fence record proof %q, want %q", got, off)
+	}
+	w.must(&registerCmd{Host: "h2", Epoch: 1})
+	if w.s.Hosts["h2"].ProvenOff {
+		t.Fatal("a host that registered again is still proven off")
+	}
+	w.must(&assignCmd{Moves: []Assignment{{VM: "b", Host: "h2"}}})
+
+	// A slow fencer's proof from the old epoch lands late: refused, and
+	// nothing moves.
+	w.refused(&fenceCmd{Host: "h2", Epoch: 0, Method: "ipmi", Evidence: "chassis off", Proof: off, Incident: inc}, ErrStaleEpoch)
+	if h, vm := w.s.Hosts["h2"], w.s.VMs["b"]; h.ProvenOff || h.State != HostOnline || vm.Host != "h2" || vm.OwnerEpoch != 1 {
+		t.Fatalf("after a stale proof: host %+v, vm %+v", h, vm)
+	}
+
+	// A power-off taken for an incident the host renewed out of: it may
+	// have been switched on again and renewed since, so it proves nothing.
+	old := w.must(&suspectCmd{Host: "h2", Epoch: 1, Silence: time.Second}).(string)
+	w.must(&renewCmd{Host: "h2", Epoch: 1})
+	w.must(&suspectCmd{Host: "h2", Epoch: 1, Silence: time.Second})
+	w.must(&fenceCmd{Host: "h2", Epoch: 1, Method: "ipmi", Evidence: "chassis off", Proof: off, Incident: old})
+	if h := w.s.Hosts["h2"]; h.ProvenOff || h.State != HostFenced {
+		t.Fatalf("proof from an earlier incident: %+v, want fenced, not proven off", h)
+	}
+
+	// Unverified and self-fence proofs, and an operator's word, never do.
+	for i, cmd := range []*fenceCmd{
+		{Method: "libvirt", Evidence: "vanished"},
+		{Method: "sbd", Evidence: "pill", Proof: "self-fence"},
+		{Method: "manual", Evidence: "pulled the plug", Proof: off, Manual: true, Operator: "ann"},
+	} {
+		host := "h3"
+		epoch := w.s.Hosts[host].Epoch
+		if i > 0 {
+			w.must(&registerCmd{Host: host, Epoch: epoch})
+		}
+		cmd.Host, cmd.Epoch = host, epoch
+		cmd.Incident = w.must(&suspectCmd{Host: host, Epoch: epoch, Silence: time.Second}).(string)
+		w.must(cmd)
+		if h := w.s.Hosts[host]; h.ProvenOff || h.State != HostFenced {
+			t.Fatalf("%s proof: %+v, want fenced, not proven off", cmd.Method, h)
+		}
+	}
+	w.refused(&fenceCmd{Host: "h1", Epoch: 0, Method: "ipmi", Evidence: "x", Proof: "probably-off"}, ErrRefused)
 }

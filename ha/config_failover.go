@@ -74,7 +74,7 @@ func isolationAction(c *Config) IsolationAction {
 // fenceTimings are the detector's thresholds from c.
 func fenceTimings(c *Config) timings {
 	t := timings{
-		WarnTime: c.WarnTime, DeadTime: c.DeadTime, InitDead: c.InitDead,
+		KeepAlive: c.KeepAlive, WarnTime: c.WarnTime, DeadTime: c.DeadTime, InitDead: c.InitDead,
 		Lease: c.Lease, ReassignAfter: c.ReassignAfter,
 	}
 	if c.FencePolicy == AllowLeaseExpiry {

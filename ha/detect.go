@@ -15,6 +15,7 @@ import (
 
 // timings are the failure-detection thresholds, taken from Config.
 type timings struct {
+	KeepAlive     time.Duration
 	WarnTime      time.Duration
 	DeadTime      time.Duration
 	InitDead      time.Duration
@@ -69,9 +70,14 @@ type detector struct {
 	now func() time.Time
 
 	mu      sync.Mutex
+	self    string // this member's host ID ("" in tests: no log-stall allowance)
 	started time.Time
 	leader  time.Time // zero while not leader
 	last    map[string]time.Time
+	// jitter is each host's recent worst lateness: how much longer than
+	// KeepAlive the gap between two of its applied renewals was (gaps up
+	// to DeadTime), decaying by 1/32 per renewal (seconds at FastLAN's rate).
+	jitter map[string]time.Duration
 	// unreachable: when the current run of failed probes of a host began,
 	// this leadership term only; a probe that answers ends the run.
 	unreachable map[string]time.Time
@@ -81,14 +87,48 @@ func newDetector(t timings, now func() time.Time) *detector {
 	if now == nil {
 		now = time.Now
 	}
-	return &detector{t: t, now: now, started: now(), last: map[string]time.Time{}, unreachable: map[string]time.Time{}}
+	return &detector{t: t, now: now, started: now(), last: map[string]time.Time{}, jitter: map[string]time.Duration{},
+		unreachable: map[string]time.Time{}}
+}
+
+// setSelf names this member's own host, whose renewals measure how late the
+// log itself is.
+func (d *detector) setSelf(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.self = id
 }
 
 // renewed records that a renewal from host was applied now.
 func (d *detector) renewed(host string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.last[host] = d.now()
+	now := d.now()
+	if last, ok := d.last[host]; ok {
+		// A gap longer than DeadTime is an outage (an election, a
+		// partition), not jitter: it would have been judged as such.
+		if gap := now.Sub(last); gap <= d.t.DeadTime {
+			j := d.jitter[host]
+			d.jitter[host] = max(gap-d.t.KeepAlive, j-j/32, 0)
+		}
+	}
+	d.last[host] = now
+}
+
+// allowance is how much longer than DeadTime host may stay silent before it
+// is dead: its own recent lateness (a host that is slow, not dead, renews
+// late for a while before), at most DeadTime, plus how late this member's
+// own renewals are now, up to Lease (a leader whose log stalls, on a busy
+// disk or CPU, applies nobody's renewals, and that is no host's fault). Suspecting later
+// is always safe: the proof and the lease, not detection, keep VMs single.
+func (d *detector) allowanceLocked(host string, now time.Time) time.Duration {
+	a := min(d.jitter[host], d.t.DeadTime)
+	if last, ok := d.last[d.self]; ok && d.self != "" && host != d.self {
+		// At most Lease: a member whose own renewals are later than that
+		// lost its own lease, and must not spare everyone else for ever.
+		a += min(max(now.Sub(last)-d.t.KeepAlive, 0), d.t.Lease)
+	}
+	return a
 }
 
 // forget drops a host (it left, or it was fenced and will re-register).
@@ -96,6 +136,7 @@ func (d *detector) forget(host string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.last, host)
+	delete(d.jitter, host)
 	delete(d.unreachable, host)
 }
 
@@ -160,7 +201,7 @@ func (d *detector) verdictLocked(host string, now time.Time) hostVerdict {
 		from = last
 	}
 	v.Silence = now.Sub(from)
-	dead := v.Silence > d.t.DeadTime
+	dead := v.Silence > d.t.DeadTime+d.allowanceLocked(host, now)
 	// A host not heard from since this member started or became leader gets
 	// InitDead from that instant: it may still be booting, or still be
 	// finding the new leader to send its renewals to. That spares live
@@ -172,11 +213,18 @@ func (d *detector) verdictLocked(host string, now time.Time) hostVerdict {
 	// and a host that died with the old leader is fenced without waiting
 	// out InitDead. Reassignable still counts from the election, so this
 	// only starts fencing sooner; it never moves a VM sooner.
+	//
+	// A probe that fails after this member itself saw the host silent for
+	// longer than DeadTime (counting from the last renewal it applied, which
+	// after the election's Barrier includes every committed one) ends the
+	// grace at once: that is the evidence a host gets suspected on outside
+	// an election, silence past DeadTime, plus proof that it does not
+	// answer now. A live host that merely could not renew while there was
+	// no leader answers the probe.
 	if grace := max(d.started, d.leader); (!seen || !last.After(grace)) && now.Sub(grace) <= d.t.InitDead {
 		v.Probe = seen
-		if u, failing := d.unreachable[host]; !seen || !failing || now.Sub(u) < d.t.DeadTime {
-			dead = false
-		}
+		u, failing := d.unreachable[host]
+		dead = seen && failing && (now.Sub(u) >= d.t.DeadTime || u.Sub(last) > d.t.DeadTime)
 	}
 	switch {
 	case dead:

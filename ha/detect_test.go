@@ -138,19 +138,32 @@ func TestDetectorLeaseExpiryNeedsWatchdog(t *testing.T) {
 
 // After an election, a host that renewed before it keeps InitDead to find the
 // new leader while it answers probes, and loses the grace once probes have
-// failed for DeadTime: it died with the old leader. A host never heard from
-// may be booting, and keeps the whole grace whatever probes say.
+// failed for DeadTime: it died with the old leader. A host this member had
+// already seen silent past DeadTime loses it at its first failed probe. A
+// host never heard from may be booting, and keeps the whole grace whatever
+// probes say.
 func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	tm := fastTimings
 	tm.InitDead = 10 * time.Second
 	clk := newFakeClock()
 	d := newDetector(tm, clk.Now)
 	clk.Advance(20 * time.Second)
+	d.renewed("gone")
+	d.renewed("quiet")
+	clk.Advance(700 * time.Millisecond)
 	d.renewed("dead")
 	d.renewed("slow")
-	clk.Advance(time.Second) // the old leader dies; an election follows
+	clk.Advance(300 * time.Millisecond) // the old leader dies; an election follows
 	d.becameLeader()
 	start := clk.Now()
+	d.probed("gone", start, false)
+	if v := d.verdict("gone"); v.Health != healthDead || v.Reassignable {
+		t.Fatalf("silent 1 s, then a failed probe: %+v, want dead at once, not reassignable", v)
+	}
+	d.probed("quiet", start, true)
+	if v := d.verdict("quiet"); v.Health == healthDead {
+		t.Fatalf("silent 1 s but answering: %+v, want the grace", v)
+	}
 	if v := d.verdict("dead"); !v.Probe {
 		t.Fatalf("a host seen before the election: %+v, want probed", v)
 	}
@@ -196,5 +209,53 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	clk.Advance(time.Second)
 	if v := d.verdict("dead"); v.Health == healthDead {
 		t.Fatalf("failures from the last term: %+v, want ignored", v)
+	}
+}
+
+// A host that has been renewing late lately gets that much longer (at most
+// DeadTime) before it is dead; and while this member's own renewals are
+// late, its log is stalled, and nobody's silence counts for that long.
+func TestDetectorAllowsForJitterAndLogStalls(t *testing.T) {
+	tm := fastTimings
+	tm.KeepAlive = 100 * time.Millisecond
+	clk := newFakeClock()
+	d := newDetector(tm, clk.Now)
+	d.setSelf("me")
+	d.becameLeader()
+	clk.Advance(2 * time.Second) // past InitDead
+	for range 5 {
+		d.renewed("me")
+		d.renewed("steady")
+		d.renewed("late")
+		clk.Advance(100 * time.Millisecond)
+	}
+	d.renewed("late")
+	clk.Advance(350 * time.Millisecond) // one renewal 250 ms late
+	d.renewed("late")
+	d.renewed("me")
+	d.renewed("steady")
+	clk.Advance(401 * time.Millisecond)
+	d.renewed("me")
+	if v := d.verdict("steady"); v.Health != healthDead {
+		t.Fatalf("a steady host silent past DeadTime: %+v, want dead", v)
+	}
+	if v := d.verdict("late"); v.Health == healthDead {
+		t.Fatalf("a host 250 ms late lately, silent 401 ms: %+v, want not yet dead", v)
+	}
+	clk.Advance(250 * time.Millisecond)
+	d.renewed("me")
+	if v := d.verdict("late"); v.Health != healthDead {
+		t.Fatalf("silent past DeadTime + its lateness: %+v, want dead", v)
+	}
+
+	// The log stalls: this member's own renewal is 300 ms late too.
+	d.renewed("steady")
+	clk.Advance(401 * time.Millisecond)
+	if v := d.verdict("steady"); v.Health == healthDead {
+		t.Fatalf("silent 401 ms while this member's own renewals are 301 ms late: %+v, want not dead", v)
+	}
+	d.renewed("me")
+	if v := d.verdict("steady"); v.Health != healthDead {
+		t.Fatalf("own renewals on time again: %+v, want dead", v)
 	}
 }

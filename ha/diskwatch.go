@@ -30,6 +30,42 @@ type watchedStore struct {
 	// cut is a suffix truncation Raft asked for and that waits for the
 	// entries that replace it (see DeleteRange); cut.max == 0: none.
 	cut struct{ min, max uint64 }
+
+	// recent holds the entries stored last, by index modulo its size, so
+	// that a leader sending them to followers reads memory rather than
+	// opening a bbolt transaction per entry. Any deletion empties it.
+	rmu    sync.RWMutex
+	recent [recentLogs]*raft.Log
+}
+
+// recentLogs is how many stored entries watchedStore keeps in memory: a few
+// batches of MaxAppendEntries.
+const recentLogs = 512
+
+// GetLog reads an entry, from memory if it was stored lately.
+func (s *watchedStore) GetLog(index uint64, l *raft.Log) error {
+	s.rmu.RLock()
+	c := s.recent[index%recentLogs]
+	s.rmu.RUnlock()
+	if c != nil && c.Index == index {
+		*l = *c
+		return nil
+	}
+	return s.LogStore.GetLog(index, l)
+}
+
+func (s *watchedStore) remember(ls []*raft.Log) {
+	s.rmu.Lock()
+	for _, l := range ls {
+		s.recent[l.Index%recentLogs] = l
+	}
+	s.rmu.Unlock()
+}
+
+func (s *watchedStore) forgetRecent() {
+	s.rmu.Lock()
+	s.recent = [recentLogs]*raft.Log{}
+	s.rmu.Unlock()
 }
 
 func newWatchedStore(logs raft.LogStore, stable raft.StableStore, changed func(error, time.Time)) *watchedStore {
@@ -73,6 +109,7 @@ func (s *watchedStore) note(err error) error {
 // log exactly as Raft believes it is. Compaction (a prefix, from the first
 // index) is done at once.
 func (s *watchedStore) DeleteRange(min, max uint64) error {
+	s.forgetRecent()
 	first, err := s.LogStore.FirstIndex()
 	if err != nil {
 		return s.note(err)
@@ -108,6 +145,7 @@ func (s *watchedStore) StoreLogs(ls []*raft.Log) error {
 	if err := s.LogStore.StoreLogs(ls); err != nil {
 		return s.note(err) // the held-back truncation waits for the retry
 	}
+	s.remember(ls)
 	s.mu.Lock()
 	cut := s.cut
 	s.mu.Unlock()

@@ -94,4 +94,8 @@ func TestWatchedStoreTruncatesOnlyWithItsReplacement(t *testing.T) {
 	if first, _ := s.FirstIndex(); first != 11 {
 		t.Fatalf("after compaction the log starts at %d, want 11", first)
 	}
+	// Entries kept in memory for replication go with them.
+	if err := s.GetLog(5, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("compacted entry 5: %v, want gone", err)
+	}
 }

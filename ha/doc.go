@@ -88,13 +88,37 @@
 // WarnTime it warns, past DeadTime it commits the host suspect and runs the
 // host's fencer (a fence.Chain records every attempt); a proof committed for
 // the host's epoch bumps the epoch, so nothing the host sends from before
-// counts. Only with that proof and more than ReassignAfter (> Lease) of
-// silence are its VMs placed elsewhere (capacity, priority, order,
-// anti-affinity, preferred hosts), their volumes handed over with a new
-// generation in the same command. The target's agent attaches the storage,
-// defines and starts the domain, unblocks its network and announces it. Every
-// failover is an Incident with per-phase times (detect, fence, place,
-// storage, start). A new leader continues open incidents after a Barrier.
+// counts. Only with that proof are its VMs placed elsewhere (capacity,
+// priority, order, anti-affinity, preferred hosts), their volumes handed over
+// with a new generation in the same command, and the proof decides how long
+// that waits:
+//
+//   - A verified power-off (fence.ProofVerifiedOff: a BMC's chassis status,
+//     a fence agent's status, a destroyed domain read back as off) for the
+//     incident still open lets them go at once (Host.ProvenOff).
+//   - A self-fence (a poison pill, a watchdog) and an unverified proof wait
+//     until the host has been silent for more than ReassignAfter (> Lease,
+//     and ≥ Lease + WatchdogTimeout under AllowLeaseExpiry).
+//
+// Why no VM can run twice after a verified power-off: a host with no power
+// runs nothing, so every copy it ran died when the device cut it, and what
+// is left to rule out is a copy it starts later. A host starts VMs only
+// under a valid lease, and a lease lives in memory, so a host switched on
+// again has none until a renewal sent after the power-off commits. The
+// fencer ran only after the suspect command was applied, so that renewal
+// comes after it in the log: applied before the proof, it brings the host
+// back online and closes the incident, and the proof, naming that incident,
+// proves nothing (the VMs wait out the lease as after any other proof);
+// applied after the proof, it carries the epoch the proof bumped and is
+// refused. A proof for an earlier epoch is refused whatever its kind. A
+// self-fence proves only that the host will kill itself, which it has
+// certainly done once its lease and watchdog time have run out; an
+// unverified proof proves nothing, and only the lease's end does.
+//
+// The target's agent attaches the storage, defines and starts the domain,
+// unblocks its network and announces it. Every failover is an Incident with
+// per-phase times (detect, fence, proof, place, storage, start). A new leader
+// continues open incidents after a Barrier.
 // Under FencePolicy AllowLeaseExpiry the leader also accepts silence longer
 // than Lease + WatchdogTimeout as a fence, which is safe only because every
 // VM host feeds its lease to a hardware watchdog (Config.Watchdog, e.g. a

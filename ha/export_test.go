@@ -133,3 +133,25 @@ func Call(ctx context.Context, c *Cluster, addr, op string) error {
 	}
 	return err
 }
+
+// WithSlowSync makes every write to the member's Raft log take the extra
+// time delay returns first, as a disk whose fsync stalls now and then would.
+func WithSlowSync(delay func() time.Duration) Option {
+	return func(o *options) {
+		o.wrapLogs = func(l raft.LogStore) raft.LogStore { return &slowLogs{LogStore: l, delay: delay} }
+	}
+}
+
+type slowLogs struct {
+	raft.LogStore
+	delay func() time.Duration
+}
+
+func (s *slowLogs) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s *slowLogs) StoreLogs(ls []*raft.Log) error {
+	if d := s.delay(); d > 0 {
+		time.Sleep(d)
+	}
+	return s.LogStore.StoreLogs(ls)
+}

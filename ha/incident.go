@@ -17,7 +17,8 @@ import (
 const (
 	PhaseDetect  = "detect"  // last renewal → host committed suspect
 	PhaseFence   = "fence"   // suspect → fence proof committed
-	PhasePlace   = "place"   // fence proof → assignments committed (includes the storage generation bump)
+	PhaseProof   = "proof"   // fence proof → the VMs may move: at once for a verified power-off, after the lease wait otherwise
+	PhasePlace   = "place"   // the VMs may move → assignments committed (includes the storage generation bump)
 	PhaseStorage = "storage" // assignments → the targets attached/promoted the volumes
 	PhaseStart   = "start"   // assignments → the last VM observed running on its new host
 )

@@ -62,6 +62,7 @@ func (c *Cluster) startFailover() {
 		lease:      newHostLease(c.cfg.Watchdog),
 		leaderKick: make(chan struct{}, 1),
 	}
+	f.det.setSelf(c.cfg.ID)
 	if c.cfg.Role != RoleWitness && c.cfg.Hypervisor != nil {
 		f.agent = newAgent(f)
 	}
@@ -220,17 +221,7 @@ func (r *recovery) step(ctx context.Context) {
 				}
 			}
 		case HostSuspect:
-			key := fmt.Sprintf("%s@%d", id, h.Epoch)
-			active[key] = true
-			if r.fencing[key] == nil {
-				fctx, fcancel := context.WithCancel(ctx)
-				r.fencing[key] = fcancel
-				r.wg.Add(1)
-				go func() {
-					defer r.wg.Done()
-					r.fence(fctx, id, h.Epoch)
-				}()
-			}
+			active[r.startFence(ctx, s, id, h.Epoch)] = true
 		}
 	}
 	for key, cancel := range r.fencing {
@@ -248,6 +239,28 @@ func (r *recovery) step(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// startFence starts fencing host at epoch unless it is under way, and
+// returns the fence's key. The fence belongs to the incident it is run for:
+// a host that renewed and fell silent again has a new one, and a proof from
+// the old one does not prove it off now.
+func (r *recovery) startFence(ctx context.Context, s *State, host string, epoch uint64) string {
+	incident := ""
+	if inc := s.findIncident(host, epoch); inc != nil {
+		incident = inc.ID
+	}
+	key := fmt.Sprintf("%s@%d#%s", host, epoch, incident)
+	if r.fencing[key] == nil {
+		fctx, cancel := context.WithCancel(ctx)
+		r.fencing[key] = cancel
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.fence(fctx, host, epoch, incident)
+		}()
+	}
+	return key
 }
 
 // probe asks host, at addr, whether it is there, unless a probe of it is
@@ -286,9 +299,10 @@ func (r *recovery) probe(ctx context.Context, host, addr string) {
 	}()
 }
 
-// fence fences host at epoch until a proof is committed or ctx ends,
-// recording every attempt and backing off between rounds.
-func (r *recovery) fence(ctx context.Context, host string, epoch uint64) {
+// fence fences host at epoch, for the open incident with ID incident,
+// until a proof is committed or ctx ends, recording every attempt and
+// backing off between rounds.
+func (r *recovery) fence(ctx context.Context, host string, epoch uint64, incident string) {
 	f := r.f
 	b := f.cfg.FenceRetry
 	if b.Initial <= 0 {
@@ -301,7 +315,8 @@ func (r *recovery) fence(ctx context.Context, host string, epoch uint64) {
 			if v := f.det.verdict(host); v.LeaseExpired {
 				ev := fmt.Sprintf("no lease renewal applied for %v, longer than Lease %v + WatchdogTimeout %v: the host's watchdog has reset it",
 					v.Silence.Round(time.Millisecond), f.cfg.Lease, f.cfg.WatchdogTimeout)
-				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: "lease-expiry", Evidence: ev, ProofTime: time.Now()})
+				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: "lease-expiry", Evidence: ev, ProofTime: time.Now(),
+					Proof: fence.ProofSelfFence.String(), Incident: incident})
 				return
 			}
 		}
@@ -320,7 +335,8 @@ func (r *recovery) fence(ctx context.Context, host string, epoch uint64) {
 				f.emit(Event{Kind: EventFenceAttempt, Host: host, Message: msg})
 			}
 			if err == nil {
-				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: proof.Method, Evidence: proof.Evidence, ProofTime: proof.Time, Attempts: attempts})
+				r.commitFence(ctx, &fenceCmd{Host: host, Epoch: epoch, Method: proof.Method, Evidence: proof.Evidence, ProofTime: proof.Time, Attempts: attempts,
+					Proof: proof.Kind.String(), Incident: incident})
 				return
 			}
 			if ctx.Err() != nil {
@@ -424,7 +440,7 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			// fenced, not because that host reported it stopped: the
 			// host may still run it under its lease, so wait that out
 			// as for a VM it holds.
-			if o := vm.Observed; o.Host != "" && stillMayRun(vm) != nil && !f.det.verdict(o.Host).Reassignable {
+			if o := vm.Observed; o.Host != "" && stillMayRun(vm) != nil && !provenOff(s, o.Host) && !f.det.verdict(o.Host).Reassignable {
 				continue
 			}
 			want = append(want, name)
@@ -441,9 +457,10 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			}
 			want = append(want, name)
 		case h.Epoch > vm.OwnerEpoch && h.State == HostFenced:
-			// Fence before recover: the proof is committed (the epoch moved)
-			// and the host has been silent past its lease.
-			if !f.det.verdict(vm.Host).Reassignable {
+			// Fence before recover: the proof is committed (the epoch moved).
+			// The proof decides the wait: none after a verified power-off,
+			// otherwise until the host has been silent past its lease.
+			if !h.ProvenOff && !f.det.verdict(vm.Host).Reassignable {
 				continue
 			}
 			if mg := vm.Migrating; mg != nil {
@@ -535,7 +552,7 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			delete(r.released, key)
 		}
 	}
-	cmd := &assignCmd{Moves: p.Assign, Reason: "failover"}
+	cmd := &assignCmd{Moves: p.Assign, Reason: "failover", Decided: time.Now()}
 	for vm, why := range p.Unplaced {
 		if s.VMs[vm].Pending != why {
 			if cmd.Unplaced == nil {
@@ -550,6 +567,13 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	if _, err := f.c.propose(ctx, cmd); err != nil {
 		f.log.Debug("assignment not committed; retrying next step", "err", err)
 	}
+}
+
+// provenOff reports whether host is fenced with a verified power-off that
+// still holds (see Host.ProvenOff).
+func provenOff(s *State, host string) bool {
+	h := s.Hosts[host]
+	return h != nil && h.State == HostFenced && h.ProvenOff
 }
 
 // canLiveMigrate reports whether vm can be live-migrated to host to: no

@@ -64,6 +64,12 @@ type Host struct {
 	// LeaseSent is the host's own clock when it sent its last committed
 	// renewal. Informational: validity is judged on each side's monotonic clock.
 	LeaseSent time.Time `json:"lease_sent"`
+	// ProvenOff is set when the host's last fence is a verified power-off
+	// (fence.ProofVerifiedOff) run for the incident still open, with no
+	// renewal applied since the host was suspected: nothing it ran can run
+	// now, so its VMs may be placed without waiting out its lease. It is
+	// cleared when the host registers again.
+	ProvenOff bool `json:"proven_off,omitempty"`
 }
 
 // RestartPolicy says what xenha does when a VM's host dies.
@@ -175,6 +181,10 @@ type FenceRecord struct {
 	// audited equivalent of xe vm-reset-powerstate --force), with who said so.
 	Manual   bool   `json:"manual,omitempty"`
 	Operator string `json:"operator,omitempty"`
+	// Proof is what the record proves, a fence.ProofKind's String
+	// ("verified-off", "self-fence"); empty is unverified (records from
+	// before proof kinds existed read as such).
+	Proof string `json:"proof,omitempty"`
 }
 
 // Phase is one timed step of an incident.

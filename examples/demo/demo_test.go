@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +72,7 @@ func TestDemo(t *testing.T) {
 	if sum.Incidents[0].Role != "follower" || sum.Incidents[1].Role != "leader" {
 		t.Errorf("incident roles %q, %q; want follower, leader", sum.Incidents[0].Role, sum.Incidents[1].Role)
 	}
-	want := []string{ha.PhaseDetect, ha.PhaseFence, ha.PhasePlace, ha.PhaseStorage, ha.PhaseStart}
+	want := []string{ha.PhaseDetect, ha.PhaseFence, ha.PhaseProof, ha.PhasePlace, ha.PhaseStorage, ha.PhaseStart}
 	for _, inc := range sum.Incidents {
 		for _, name := range want {
 			p, ok := inc.phase(name)
@@ -95,6 +99,9 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "timeline: detect") || !strings.Contains(text.String(), "every VM runs exactly once") {
 		t.Errorf("text summary lacks the timeline or the verdict:\n%s", text.String())
+	}
+	if err := checkOutages(text.String()); err != nil {
+		t.Error(err)
 	}
 
 	var js bytes.Buffer
@@ -167,4 +174,68 @@ func BenchmarkDemoFailover(b *testing.B) {
 	}
 	b.ReportMetric(float64(follower)/float64(b.N), "ms/outage-follower")
 	b.ReportMetric(float64(leader)/float64(b.N), "ms/outage-leader")
+}
+
+var (
+	outageRE = regexp.MustCompile(`^incident: (\S+) .* outage (\d+) ms$`)
+	phaseRE  = regexp.MustCompile(`\b(detect|fence|proof|place|start) (\d+) ms`)
+)
+
+// checkOutages reads a printed summary and fails each incident whose outage
+// (from the pull) is shorter than the phases it prints after the pull:
+// detect, fence, proof, place and start follow one another from the pull to
+// the last VM observed running, so they cannot add up to more.
+func checkOutages(text string) error {
+	var errs []error
+	lines := strings.Split(text, "\n")
+	found := 0
+	for i, line := range lines {
+		m := outageRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		found++
+		outage, _ := strconv.Atoi(m[2])
+		if i+1 >= len(lines) || !strings.Contains(lines[i+1], "timeline:") {
+			errs = append(errs, fmt.Errorf("incident of %s: no timeline after %q", m[1], line))
+			continue
+		}
+		sum, seen := 0, map[string]bool{}
+		for _, p := range phaseRE.FindAllStringSubmatch(lines[i+1], -1) {
+			n, _ := strconv.Atoi(p[2])
+			sum += n
+			seen[p[1]] = true
+		}
+		if len(seen) != 5 {
+			errs = append(errs, fmt.Errorf("incident of %s: timeline %q does not name detect, fence, proof, place and start", m[1], lines[i+1]))
+		}
+		if outage < sum {
+			errs = append(errs, fmt.Errorf("incident of %s: printed outage %d ms is shorter than the %d ms its timeline reports: %q", m[1], outage, sum, lines[i+1]))
+		}
+	}
+	if found == 0 {
+		errs = append(errs, fmt.Errorf("no incident in the summary:\n%s", text))
+	}
+	return errors.Join(errs...)
+}
+
+// The check above catches the summary a demo run once printed: an outage
+// counted from an observation made after the pull.
+func TestCheckOutagesCatchesAShortOutage(t *testing.T) {
+	bad := "incident: h2 (follower) pulled; 5 VMs moved; outage 10 ms\n" +
+		"  timeline: detect 402 ms | fence 61 ms | proof 0 ms | place 1 ms | start 25 ms (storage 3 ms of it)\n"
+	if err := checkOutages(bad); err == nil || !strings.Contains(err.Error(), "shorter") {
+		t.Fatalf("checkOutages(%q) = %v, want it to say the outage is too short", bad, err)
+	}
+	good := strings.Replace(bad, "outage 10 ms", "outage 490 ms", 1)
+	if err := checkOutages(good); err != nil {
+		t.Fatalf("checkOutages(%q) = %v", good, err)
+	}
+	s := IncidentSummary{Host: "h2", Role: "follower", VMs: []string{"a"}, Outage: 489, Phases: []PhaseMillis{
+		{ha.PhaseDetect, 402}, {ha.PhaseFence, 61}, {ha.PhaseProof, 0}, {ha.PhasePlace, 1}, {ha.PhaseStorage, 3}, {ha.PhaseStart, 25}}}
+	var text strings.Builder
+	(&Summary{Incidents: []IncidentSummary{s}}).WriteText(&text)
+	if err := checkOutages(text.String()); err != nil {
+		t.Fatalf("WriteText's output:\n%s\n%v", text.String(), err)
+	}
 }

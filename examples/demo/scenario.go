@@ -13,6 +13,7 @@ import (
 
 	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/storage"
+	"github.com/xenha/xenha/xenctl"
 )
 
 // Options choose the demo's size and script.
@@ -106,36 +107,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	v.note("all %d VMs run once", len(vms))
 
 	for _, victim := range o.Victims {
-		h, role, err := pick(p, victim)
+		inc, failure, err := pull(ctx, p, w, v, vms, victim, o)
 		if err != nil {
 			return nil, err
 		}
-		if p.live() == nil {
-			return nil, errors.New("demo: no member is up")
-		}
-		v.note("pulling the plug on %s (%s)", h.id, role)
-		pulled := time.Now()
-		h.bmc.SetPower(false)
-		if err := settle(ctx, p, w, vms, o.Wait); err != nil {
-			sum.Failures = append(sum.Failures, fmt.Sprintf("after pulling %s: %v", h.id, err))
+		if failure != "" {
+			sum.Failures = append(sum.Failures, failure)
 			break
 		}
-		inc, err := closedIncident(ctx, p, h.id, pulled, o.Wait)
-		if err != nil {
-			sum.Failures = append(sum.Failures, err.Error())
-			break
-		}
-		back := w.backAt(pulled)
-		sum.Incidents = append(sum.Incidents, incidentSummary(inc, role, pulled, back))
-		v.note("%s's VMs run again %d ms after the plug was pulled", h.id, back.Sub(pulled).Milliseconds())
-		if o.Restore {
-			h.bmc.SetPower(true)
-			if err := online(ctx, p, h.id, o.Wait); err != nil {
-				sum.Failures = append(sum.Failures, err.Error())
-				break
-			}
-			v.note("%s powered on and rejoined", h.id)
-		}
+		sum.Incidents = append(sum.Incidents, inc)
 	}
 	// A host powered back on can cost the others a moment (an election, a
 	// lease renewal late, VMs isolated and restarted): judge the pool once
@@ -170,6 +150,52 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	sum.OK = len(sum.Lost) == 0 && len(sum.DoubleRuns) == 0 && len(sum.Failures) == 0 &&
 		len(sum.Incidents) == len(o.Victims)
 	return sum, nil
+}
+
+// pull pulls the plug on victim once the pool is whole, waits until its VMs
+// run elsewhere, and powers it back on if o.Restore says so. It returns the
+// incident, or a failure of the script (the summary says it), or an error
+// for a demo that cannot go on.
+func pull(ctx context.Context, p *pool, w *watch, v *view, vms []ha.VM, victim string, o Options) (IncidentSummary, string, error) {
+	h, role, err := pick(p, victim)
+	if err != nil {
+		return IncidentSummary{}, "", err
+	}
+	if p.live() == nil {
+		return IncidentSummary{}, "", errors.New("demo: no member is up")
+	}
+	// The outage is counted from a whole pool: every VM executing once and
+	// observed running there by the cluster, not merely started.
+	if err := settle(ctx, p, w, vms, o.Wait); err != nil {
+		return IncidentSummary{}, fmt.Sprintf("before pulling %s: %v", h.id, err), nil
+	}
+	onVictim, err := h.executing(ctx)
+	if err != nil {
+		return IncidentSummary{}, "", fmt.Errorf("demo: read what %s runs: %w", h.id, err)
+	}
+	v.note("pulling the plug on %s (%s)", h.id, role)
+	pulled := time.Now()
+	h.bmc.SetPower(false)
+	back, err := movedAt(ctx, p, w, onVictim, h.id, o.Wait)
+	if err == nil {
+		err = settle(ctx, p, w, vms, o.Wait)
+	}
+	if err != nil {
+		return IncidentSummary{}, fmt.Sprintf("after pulling %s: %v", h.id, err), nil
+	}
+	inc, err := closedIncident(ctx, p, h.id, pulled, o.Wait)
+	if err != nil {
+		return IncidentSummary{}, err.Error(), nil
+	}
+	v.note("%s's VMs run again %d ms after the plug was pulled", h.id, back.Sub(pulled).Milliseconds())
+	if o.Restore {
+		h.bmc.SetPower(true)
+		if err := online(ctx, p, h.id, o.Wait); err != nil {
+			return IncidentSummary{}, err.Error(), nil
+		}
+		v.note("%s powered on and rejoined", h.id)
+	}
+	return incidentSummary(inc, role, pulled, back), "", nil
 }
 
 // pick resolves a victim name to a host that is up.
@@ -211,7 +237,8 @@ func pick(p *pool, victim string) (*host, string, error) {
 }
 
 // settle waits until every VM that must run executes on exactly one host,
-// the one the cluster assigned it to.
+// the one the cluster assigned it to, and the cluster observed it running
+// there.
 func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -233,6 +260,8 @@ func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Durat
 				last = "no state readable"
 			case st.VMs[vm.Name].Host != hosts[0]:
 				last = fmt.Sprintf("VM %s runs on %s but is assigned to %q", vm.Name, hosts[0], st.VMs[vm.Name].Host)
+			case !observedRunning(st.VMs[vm.Name], hosts[0]):
+				last = fmt.Sprintf("VM %s runs on %s but the cluster has not observed it running there", vm.Name, hosts[0])
 			}
 			if last != "" {
 				break
@@ -245,6 +274,46 @@ func settle(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Durat
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s", ctx.Err(), last)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func observedRunning(vm *ha.VM, host string) bool {
+	return vm != nil && vm.Observed.Host == host && vm.Observed.State == xenctl.StateRunning
+}
+
+// movedAt polls until every VM in moved executes on exactly one host other
+// than from and the cluster observed it running there, and returns that
+// moment: the end of the outage that began when from's plug was pulled.
+func movedAt(ctx context.Context, p *pool, w *watch, moved []string, from string, wait time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		exec := w.snapshot(ctx)
+		var st *ha.State
+		if m := p.live(); m != nil {
+			st, _ = m.State(ctx, ha.Stale)
+		}
+		problem := ""
+		for _, vm := range moved {
+			hosts := exec[vm]
+			switch {
+			case len(hosts) != 1 || hosts[0] == from:
+				problem = fmt.Sprintf("VM %s executes on %v", vm, hosts)
+			case st == nil || !observedRunning(st.VMs[vm], hosts[0]):
+				problem = fmt.Sprintf("VM %s executes on %s, not yet observed running there", vm, hosts[0])
+			}
+			if problem != "" {
+				break
+			}
+		}
+		if problem == "" {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%w: %s", ctx.Err(), problem)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -86,16 +86,35 @@ func (s IncidentSummary) phase(name string) (PhaseMillis, bool) {
 	return PhaseMillis{}, false
 }
 
+// timeline names the phases one after the other, from the pull: detect
+// (the pull to the host committed suspect), fence (to the proof committed),
+// proof (the wait the proof demands: none for a verified power-off), place
+// (to the assignments committed) and start (to the last VM observed running;
+// the storage hand-over runs within it).
+func (s IncidentSummary) timeline() string {
+	var parts []string
+	storage, hasStorage := s.phase(ha.PhaseStorage)
+	for _, p := range s.Phases {
+		switch p.Name {
+		case ha.PhaseStorage:
+			continue
+		case ha.PhaseStart:
+			if hasStorage {
+				parts = append(parts, fmt.Sprintf("%s %d ms (storage %d ms of it)", p.Name, p.Duration, storage.Duration))
+				continue
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %d ms", p.Name, p.Duration))
+	}
+	return strings.Join(parts, " | ")
+}
+
 // WriteText prints the summary for people.
 func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nxenha demo: %d hosts, %d VMs, guard: %s\n", s.Hosts, s.VMs, s.Guard)
 	for _, inc := range s.Incidents {
 		fmt.Fprintf(w, "\nincident: %s (%s) pulled; %d VMs moved; outage %d ms\n", inc.Host, inc.Role, len(inc.VMs), inc.Outage)
-		var parts []string
-		for _, p := range inc.Phases {
-			parts = append(parts, fmt.Sprintf("%s %d ms", p.Name, p.Duration))
-		}
-		fmt.Fprintf(w, "  timeline: %s\n", strings.Join(parts, " | "))
+		fmt.Fprintf(w, "  timeline: %s\n", inc.timeline())
 		if inc.Fence != "" {
 			fmt.Fprintf(w, "  fenced:   %s\n", inc.Fence)
 		}

@@ -9,8 +9,7 @@ import (
 
 // watch samples every host's hypervisor, independently of the cluster, to
 // catch what the demo promises never happens: a VM executing on two hosts at
-// once. It also remembers when the pool last changed from "some VM down" to
-// "all up", for the measured outage.
+// once.
 
 // samplePeriod is how often the hypervisors are read.
 const samplePeriod = 20 * time.Millisecond
@@ -26,15 +25,9 @@ type watch struct {
 	p     *pool
 	start time.Time
 
-	mu      sync.Mutex
-	last    map[string][]string // VM → hosts executing it
-	double  []DoubleRun
-	history []sample // when the set of running VMs changed
-}
-
-type sample struct {
-	at      time.Time
-	running int // VMs executing exactly once
+	mu     sync.Mutex
+	last   map[string][]string // VM → hosts executing it
+	double []DoubleRun
 }
 
 func newWatch(p *pool) *watch {
@@ -80,15 +73,6 @@ func (w *watch) sample(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.noteDoubles(now, at)
-	once := 0
-	for _, hosts := range now {
-		if len(hosts) == 1 {
-			once++
-		}
-	}
-	if n := len(w.history); n == 0 || w.history[n-1].running != once {
-		w.history = append(w.history, sample{at: at, running: once})
-	}
 }
 
 // snapshot reads the hypervisors now; a double run it sees counts as one
@@ -112,18 +96,6 @@ func (w *watch) noteDoubles(now map[string][]string, at time.Time) {
 		}
 	}
 	w.last = now
-}
-
-// backAt is when, after t, the number of VMs running once last changed:
-// called once the pool has settled, it is the moment the pool was whole
-// again.
-func (w *watch) backAt(t time.Time) time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if n := len(w.history); n > 0 && w.history[n-1].at.After(t) {
-		return w.history[n-1].at
-	}
-	return t
 }
 
 func (w *watch) doubles() []DoubleRun {

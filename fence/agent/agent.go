@@ -187,7 +187,8 @@ func (f *Fencer) Fence(ctx context.Context, host string) (fence.Proof, error) {
 		return fence.Proof{}, err
 	}
 	ev := fmt.Sprintf("%s action=off exit 0 (%s); action=status exit 2 (%s)", filepath.Base(t.Agent), off.summary(), st.summary())
-	return fence.Proof{Host: host, Method: method(t), Evidence: ev, Time: f.now()}, nil
+	// status exit 2 after the off action: the agent read the power back as off.
+	return fence.Proof{Host: host, Method: method(t), Evidence: ev, Time: f.now(), Kind: fence.ProofVerifiedOff}, nil
 }
 
 // Status runs action=status: exit 0 is on, 2 is off, anything else an error.

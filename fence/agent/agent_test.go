@@ -138,6 +138,9 @@ func TestStdinProtocol(t *testing.T) {
 	if runs[0] != want0 || !strings.HasSuffix(runs[1], "action=status\n") {
 		t.Fatalf("stdin = %q, %q; want %q then status", runs[0], runs[1], want0)
 	}
+	if p.Kind != fence.ProofVerifiedOff {
+		t.Errorf("proof kind %v, want a verified power-off (status reported off)", p.Kind)
+	}
 	if !strings.Contains(p.Evidence, "Status: OFF") || p.Method != "agent:fence_test" {
 		t.Fatalf("proof %v should quote the agent's status answer", p)
 	}

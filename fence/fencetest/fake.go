@@ -103,6 +103,7 @@ type Fake struct {
 	hosts   map[string]*host
 	calls   []Call
 	onFence func(host string)
+	proves  fence.ProofKind
 }
 
 // Option configures a Fake.
@@ -131,6 +132,12 @@ func Hosts(names ...string) Option {
 
 // Method sets the method name put in proofs and errors (default "fake").
 func Method(name string) Option { return func(f *Fake) { f.method = name } }
+
+// Proves sets the kind of proof the fake's successful fences carry (default
+// fence.ProofUnverified: a fake proves only what its test makes true, so a
+// test whose OnFence hook really powers the simulated host off says so with
+// Proves(fence.ProofVerifiedOff)).
+func Proves(kind fence.ProofKind) Option { return func(f *Fake) { f.proves = kind } }
 
 // OnFence registers a hook called, outside the fake's lock, each time the fake
 // powers a host off (also when it cannot confirm it). Tests use it to crash the
@@ -317,7 +324,7 @@ func (f *Fake) Fence(ctx context.Context, name string) (fence.Proof, error) {
 	}
 	now := f.now()
 	record(nil)
-	return fence.Proof{Host: name, Method: f.method, Evidence: "fake device reports power off", Time: now}, nil
+	return fence.Proof{Host: name, Method: f.method, Evidence: "fake device reports power off", Time: now, Kind: f.proves}, nil
 }
 
 // Status implements fence.StatusReader.

@@ -256,7 +256,8 @@ func (f *Fencer) proof(host string, s *session, what string, polls int) fence.Pr
 	if polls > 0 {
 		ev += fmt.Sprintf(" (after %d status reads)", polls)
 	}
-	return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: f.now()}
+	// Both callers read the chassis status as off: the strongest proof.
+	return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: f.now(), Kind: fence.ProofVerifiedOff}
 }
 
 // Status reads the host's chassis power state from its BMC.

@@ -215,6 +215,9 @@ func TestCycleAndProofEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p.Kind != fence.ProofVerifiedOff {
+		t.Errorf("proof kind %v, want a verified power-off (the chassis status was read back)", p.Kind)
+	}
 	if !strings.Contains(p.Evidence, b.Endpoint()) || !strings.Contains(p.Evidence, "power off") || p.Method != "ipmi" {
 		t.Fatalf("evidence %q should name the BMC and what it reported", p.Evidence)
 	}

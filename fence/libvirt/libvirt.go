@@ -101,13 +101,16 @@ func (f *Fencer) target(ctx context.Context, host, step string) (Target, error) 
 	return t, nil
 }
 
+// vanished is the reason given to a transient domain that is gone.
+const vanished = "vanished (transient)"
+
 // state reads the domain; stopped reports whether it is not active (or, for
 // a transient target, gone).
 func (f *Fencer) state(ctx context.Context, host, step string, t Target) (d xenctl.Domain, stopped bool, err error) {
 	d, err = t.Hypervisor.Domain(ctx, t.Domain)
 	if errors.Is(err, xenctl.ErrNoDomain) {
 		if t.Transient {
-			return xenctl.Domain{Name: t.Domain, State: xenctl.StateShutoff, Reason: "vanished (transient)"}, true, nil
+			return xenctl.Domain{Name: t.Domain, State: xenctl.StateShutoff, Reason: vanished}, true, nil
 		}
 		return d, false, f.fail(host, step, t, fmt.Errorf("domain %q not found; check the target's domain name (or mark it Transient): %w", t.Domain, err))
 	}
@@ -145,7 +148,14 @@ func (f *Fencer) Fence(ctx context.Context, host string) (fence.Proof, error) {
 	if d.Reason != "" {
 		ev += fmt.Sprintf(" (%s)", d.Reason)
 	}
-	return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: f.now()}, nil
+	// A domain read back as stopped is a verified power-off, and so is a
+	// transient one that vanished after we saw it and destroyed it. One
+	// that was never there is not: a typo in its name looks the same.
+	kind := fence.ProofVerifiedOff
+	if what == "already stopped" && d.Reason == vanished {
+		kind = fence.ProofUnverified
+	}
+	return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: f.now(), Kind: kind}, nil
 }
 
 // wait polls until the domain is stopped (wantActive false) or active.

@@ -82,8 +82,11 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("misconfigured domain: %v; want a configuration error, not a proof", err)
 	}
 	p, err = f.Fence(ctx, "transit")
-	if err != nil || !strings.Contains(p.Evidence, "vanished") {
-		t.Fatalf("transient domain gone: %v, %v", p, err)
+	if err != nil || !strings.Contains(p.Evidence, "vanished") || p.Kind != fence.ProofUnverified {
+		t.Fatalf("transient domain never seen: %v (%v), %v; want an unverified proof", p, p.Kind, err)
+	}
+	if p, err := f.Fence(ctx, "host-b"); err != nil || p.Kind != fence.ProofVerifiedOff {
+		t.Fatalf("domain destroyed and read back: %v (%v), %v; want a verified power-off", p, p.Kind, err)
 	}
 	if _, err := libvirt.New(map[string]libvirt.Target{"x": {Domain: "d"}}); err == nil {
 		t.Fatal("New accepted a target without hypervisor")

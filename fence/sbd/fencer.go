@@ -186,7 +186,9 @@ func (f *Fencer) Fence(ctx context.Context, host string) (fence.Proof, error) {
 	if len(ok) < len(ws) {
 		evidence += fmt.Sprintf(" (%d of %d devices failed: %v)", len(ws)-len(ok), len(ws), err)
 	}
-	return fence.Proof{Host: host, Method: Method, Evidence: evidence, Time: f.now()}, nil
+	// The victim kills itself on reading the pill (or its watchdog does):
+	// nothing here saw it go off.
+	return fence.Proof{Host: host, Method: Method, Evidence: evidence, Time: f.now(), Kind: fence.ProofSelfFence}, nil
 }
 
 // Unfence clears the host's slot on every device, so that its watcher lets

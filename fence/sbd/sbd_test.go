@@ -122,6 +122,9 @@ func TestTwoHostsShareDevice(t *testing.T) {
 	if e.Reason != sbd.ReasonPill || e.Slot.Sender != "host-a" || e.Slot.Type != sbd.MsgReset {
 		t.Fatalf("host-b's event = %+v; want a reset pill from host-a", e)
 	}
+	if p.Kind != fence.ProofSelfFence {
+		t.Errorf("proof kind %v, want self-fence (the victim kills itself)", p.Kind)
+	}
 	if !strings.Contains(p.Evidence, `"reset"`) || !strings.Contains(p.Evidence, "slot 1") {
 		t.Fatalf("evidence %q should name the pill and slot", p.Evidence)
 	}

@@ -107,7 +107,7 @@ func (f *Fencer) Fence(ctx context.Context, host string) (fence.Proof, error) {
 		if !f.now().Before(expiry) {
 			ev := fmt.Sprintf("last lease renewal applied at %s; lease %s + watchdog %s + margin %s expired at %s with no renewal since",
 				seen.Format(time.RFC3339Nano), f.lease, f.timeout, f.margin, expiry.Format(time.RFC3339Nano))
-			return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: expiry}, nil
+			return fence.Proof{Host: host, Method: Method, Evidence: ev, Time: expiry, Kind: fence.ProofSelfFence}, nil
 		}
 	}
 }

@@ -299,7 +299,7 @@ func TestExpiry(t *testing.T) {
 	// An expiry in the past gives a proof at once, timed at the expiry.
 	f, _ := watchdog.NewFencer(func(context.Context, string) (time.Time, error) { return at, nil }, time.Second, time.Second)
 	p, err := f.Fence(t.Context(), "h")
-	if err != nil || !p.Time.Equal(at.Add(3*time.Second)) {
+	if err != nil || !p.Time.Equal(at.Add(3*time.Second)) || p.Kind != fence.ProofSelfFence {
 		t.Fatalf("Fence = %v, %v; want a proof at %s (1s+1s+1s margin)", p, err, at.Add(3*time.Second))
 	}
 }

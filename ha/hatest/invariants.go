@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xenha/xenha/fence"
 	"github.com/xenha/xenha/ha"
 	"github.com/xenha/xenha/netguard"
 )
@@ -20,7 +21,12 @@ import (
 //     the one it last ran on, and that host is powered off, a fence record
 //     for that host at (at least) the epoch it ran the VM under is committed;
 //   - single network owner: a VM's MACs pass the guard of at most one
-//     powered-on host.
+//     powered-on host;
+//   - proof decides the wait: a VM that runs on a new host after its last
+//     host was fenced does so before that host's lease could have run out
+//     (Lease after the last renewal the incident records) only if the
+//     fence record is a verified power-off, and a verified power-off is
+//     true: the host was powered off when the proof was taken.
 //
 // Start it with World.CheckInvariants; it stops and reports when the test
 // ends.
@@ -132,7 +138,15 @@ func (inv *Invariants) sample() {
 			guards[id] = h.Guard.State()
 		}
 	}
-	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
+	// A VM that runs but is not in the state read yet (it was just added)
+	// is tracked too: it may move before the next read.
+	names := slices.Sorted(mapKeys(s.VMs))
+	for _, name := range w.Hyper.Executing() {
+		if s.VMs[name] == nil {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
 		vm := s.VMs[name]
 		on := w.Hyper.Running(name)
 		inv.checkPaused(name, on)
@@ -148,6 +162,7 @@ func (inv *Invariants) sample() {
 					inv.fail("fence before recover: VM %s runs on %s after %s (epoch %d) died, with no fence record for %s at epoch >= %d",
 						name, host, prev.host, prev.epoch, prev.host, prev.epoch)
 				}
+				inv.checkProofWait(s, name, prev, host)
 			}
 			epoch := prev.epoch
 			if vm != nil && vm.Host == host {
@@ -204,6 +219,41 @@ func (inv *Invariants) checkPaused(vm string, executing []string) {
 			}
 			marks[host] = true
 		}
+	}
+}
+
+// checkProofWait checks the proof behind vm's move from prev to host (now):
+// see Invariants.
+func (inv *Invariants) checkProofWait(s *ha.State, vm string, prev runAt, host string) {
+	var rec *ha.FenceRecord
+	for i := range s.Fences {
+		if f := &s.Fences[i]; f.Host == prev.host && f.Epoch >= prev.epoch {
+			rec = f
+		}
+	}
+	if rec == nil {
+		return // no fence: the host left or reported the VM stopped
+	}
+	if rec.Proof == fence.ProofVerifiedOff.String() {
+		if !inv.w.offAt(prev.host, rec.Time) {
+			inv.fail("proof decides the wait: VM %s moved to %s on a verified power-off of %s at %s, but %s had power then",
+				vm, host, prev.host, rec.Time.Format("15:04:05.000"), prev.host)
+		}
+		return
+	}
+	var inc *ha.Incident
+	for _, i := range s.Incidents {
+		if i.Host == prev.host && i.Epoch == rec.Epoch && len(i.Phases) > 0 {
+			inc = i
+		}
+	}
+	if inc == nil {
+		return
+	}
+	lease := inv.w.Config(inv.w.Index(prev.host)).Lease
+	if end := inc.Phases[0].Start.Add(lease); time.Now().Before(end) {
+		inv.fail("proof decides the wait: VM %s runs on %s %v before the lease of %s (last renewal %s + Lease %v) ran out, on a %q proof",
+			vm, host, end.Sub(time.Now()).Round(time.Millisecond), prev.host, inc.Phases[0].Start.Format("15:04:05.000"), lease, rec.Proof)
 	}
 }
 

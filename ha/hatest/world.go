@@ -38,7 +38,10 @@ type World struct {
 	mu     sync.Mutex
 	hosts  map[string]*WorldHost
 	killed map[string]bool
-	wo     worldOptions
+	// power records each host's power changes, for the invariant that a
+	// verified power-off proof was true.
+	power map[string][]powerChange
+	wo    worldOptions
 	// The simulated watchdogs: the running boot's stop function and the
 	// resets per host.
 	wdStop   map[string]func()
@@ -46,6 +49,12 @@ type World struct {
 	wdBoots  int
 	wdClosed bool
 	wdWG     sync.WaitGroup
+}
+
+// powerChange is one power-off (on false) or power-on of a host.
+type powerChange struct {
+	at time.Time
+	on bool
 }
 
 // WorldHost is one simulated host's hardware.
@@ -66,6 +75,7 @@ type worldOptions struct {
 	configure func(i int, cfg *ha.Config)
 	cluster   []Option
 	watchdog  time.Duration
+	proves    fence.ProofKind
 }
 
 // WorldOption adjusts NewWorld.
@@ -82,6 +92,12 @@ func HostSize(i int, memKiB uint64, cpus int) WorldOption {
 // FenceBehavior sets how the fencing device answers for every host
 // (default: succeed after 50 ms, like a fast BMC).
 func FenceBehavior(b fencetest.Behavior) WorldOption { return func(o *worldOptions) { o.fence = b } }
+
+// FenceProof sets the kind of proof the world's fencing device gives
+// (default fence.ProofVerifiedOff: it really powers the host off, and reads
+// it back). Tests of the slower proofs' waits set ProofUnverified or
+// ProofSelfFence.
+func FenceProof(kind fence.ProofKind) WorldOption { return func(o *worldOptions) { o.proves = kind } }
 
 // Profile sets the members' base configuration (default SharedCPU()).
 func Profile(cfg ha.Config) WorldOption { return func(o *worldOptions) { o.profile = &cfg } }
@@ -128,7 +144,7 @@ const FakeKind = "fake"
 func NewWorld(t testing.TB, n int, opts ...WorldOption) *World {
 	t.Helper()
 	wo := worldOptions{witnesses: map[int]bool{}, memKiB: map[int]uint64{}, cpus: map[int]int{},
-		fence: fencetest.Succeed().WithLatency(50 * time.Millisecond)}
+		fence: fencetest.Succeed().WithLatency(50 * time.Millisecond), proves: fence.ProofVerifiedOff}
 	for _, o := range opts {
 		o(&wo)
 	}
@@ -136,10 +152,11 @@ func NewWorld(t testing.TB, n int, opts ...WorldOption) *World {
 		t:      t,
 		wdStop: map[string]func(){}, wdResets: map[string]int{},
 		Hyper:  xenctltest.NewWorld(),
-		Fencer: fencetest.New(fencetest.Method("fake-bmc")),
+		Fencer: fencetest.New(fencetest.Method("fake-bmc"), fencetest.Proves(wo.proves)),
 		Store:  storagetest.NewStore(),
 		hosts:  map[string]*WorldHost{},
 		killed: map[string]bool{},
+		power:  map[string][]powerChange{},
 		wo:     wo,
 	}
 	for i := range n {
@@ -301,6 +318,7 @@ func (w *World) powerOff(id string) {
 		return
 	}
 	w.killed[id] = true
+	w.power[id] = append(w.power[id], powerChange{at: time.Now()})
 	if stop := w.wdStop[id]; stop != nil {
 		stop() // a powered-off host's watchdog stops with it
 		delete(w.wdStop, id)
@@ -317,6 +335,20 @@ func (w *World) powerOff(id string) {
 	}
 	w.Fencer.SetPower(id, fence.PowerOff)
 	w.Crash(w.Index(id))
+}
+
+// offAt reports whether host id was powered off at t.
+func (w *World) offAt(id string, t time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	off := false
+	for _, c := range w.power[id] {
+		if c.at.After(t) {
+			break
+		}
+		off = !c.on
+	}
+	return off
 }
 
 // Killed reports whether host id is powered off.
@@ -336,6 +368,9 @@ func (w *World) Revive(i int) error {
 	if h.Hyper != nil {
 		h.Hyper.PowerOn()
 	}
+	w.mu.Lock()
+	w.power[id] = append(w.power[id], powerChange{at: time.Now(), on: true})
+	w.mu.Unlock()
 	w.Fencer.SetPower(id, fence.PowerOn)
 	return w.Restart(i)
 }

@@ -8,12 +8,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -33,6 +35,11 @@ type Report struct {
 	Time      time.Time `json:"time"`
 	Commit    string    `json:"commit,omitempty"`
 	GoVersion string    `json:"go_version,omitempty"`
+	// Hardware is the CPU go test reported, the OS/architecture and the
+	// number of CPUs; Load is /proc/loadavg before and after the run: the
+	// figures mean little on a machine that was busy.
+	Hardware string `json:"hardware,omitempty"`
+	Load     string `json:"load,omitempty"`
 	Results   []Result  `json:"results"`
 	Failed    []string  `json:"failed,omitempty"` // packages whose benchmarks failed
 }
@@ -52,6 +59,7 @@ func main() {
 		args = append(args, "-benchtime", *benchtime)
 	}
 	args = append(args, pkgs...)
+	loadBefore := loadavg()
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&out, os.Stderr) // progress stays visible
@@ -59,6 +67,8 @@ func main() {
 	runErr := cmd.Run()
 
 	rep := parse(&out)
+	rep.Hardware = fmt.Sprintf("%s, %s/%s, %d CPUs", cmp.Or(rep.Hardware, "unknown CPU"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	rep.Load = fmt.Sprintf("load average %s before, %s after", loadBefore, loadavg())
 	rep.Time = time.Now().UTC()
 	rep.Commit = gitCommit()
 	if v, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
@@ -86,6 +96,15 @@ func envOr(k, def string) string {
 	return def
 }
 
+// loadavg is the first three fields of /proc/loadavg, or "unknown".
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
 func gitCommit() string {
 	b, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
@@ -105,6 +124,10 @@ func parse(r io.Reader) Report {
 		line := sc.Text()
 		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
 			pkg = strings.TrimSpace(p)
+			continue
+		}
+		if c, ok := strings.CutPrefix(line, "cpu: "); ok && rep.Hardware == "" {
+			rep.Hardware = strings.TrimSpace(c)
 			continue
 		}
 		if strings.HasPrefix(line, "FAIL\t") || strings.HasPrefix(line, "--- FAIL") {
@@ -148,6 +171,8 @@ func parseLine(pkg, line string) (Result, bool) {
 }
 
 func printTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "\n%s, commit %s, %s\n%s; %s\n\n", rep.Time.Format("2006-01-02 15:04 MST"), cmp.Or(rep.Commit, "unknown"),
+		cmp.Or(rep.GoVersion, "unknown Go"), rep.Hardware, rep.Load)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "package\tbenchmark\tvalue\tunit\t")
 	for _, r := range rep.Results {

@@ -43,6 +43,12 @@ type Guard struct {
 	dial   nltest.Func // test hook: record the batches instead of sending them
 
 	mu sync.Mutex // serializes Apply and Current of this process
+	// last is the table this guard committed last, and lastGen the
+	// namespace's ruleset generation just after: while the generation is
+	// unchanged, the kernel holds exactly last, and the next Apply of the
+	// same mode sends only the set elements that differ.
+	last    *ruleset
+	lastGen uint32
 }
 
 // Option configures a Guard.
@@ -139,14 +145,74 @@ func (g *Guard) Apply(ctx context.Context, s netguard.State) error {
 	if err != nil {
 		return g.unavailable("open netlink", err)
 	}
-	if err := rs.queue(c); err != nil {
+	queue := rs.queue
+	if was := g.last; g.unchangedSinceLast(rs) {
+		queue = func(c *nftables.Conn) error { return rs.queueChanges(c, was) }
+	}
+	g.last = nil // unknown until this batch is committed and its generation read
+	if err := queue(c); err != nil {
 		return g.unavailable("encode batch", err)
 	}
 	if err := c.Flush(); err != nil {
 		return g.unavailable("commit batch", err)
 	}
+	if g.dial == nil {
+		if gen, err := g.generation(); err == nil {
+			g.last, g.lastGen = rs, gen
+		}
+	}
 	g.log.LogAttrs(ctx, slog.LevelInfo, "netguard applied", slog.String("table", g.table),
 		slog.String("mode", s.Mode.String()), slog.Int("vifs", len(s.Rules)))
+	return nil
+}
+
+// unchangedSinceLast reports whether the kernel holds the table this guard
+// committed last (no batch from anyone since) in rs's mode, so that the
+// chains and rules stand and only set elements need to change. Anything
+// else (another process's batch in this namespace, a failed read, a
+// recorded conn) rebuilds the whole table, which is always right.
+func (g *Guard) unchangedSinceLast(rs *ruleset) bool {
+	if g.dial != nil || g.last == nil || g.last.mode != rs.mode {
+		return false
+	}
+	gen, err := g.generation()
+	return err == nil && gen == g.lastGen
+}
+
+// queueChanges adds to c's batch the set elements that differ between the
+// table in force (was) and rs, deletions first: a switch of 1,000 VIFs then
+// sends 2,000 elements instead of the whole table twice (deleted and made).
+func (rs *ruleset) queueChanges(c *nftables.Conn, was *ruleset) error {
+	key := func(e nftables.SetElement) string { return string(e.Key) + "\x00" + e.Comment }
+	for i, set := range rs.sets {
+		have := make(map[string]bool, len(was.elems[i]))
+		for _, e := range was.elems[i] {
+			have[key(e)] = true
+		}
+		var add []nftables.SetElement
+		for _, e := range rs.elems[i] {
+			if !have[key(e)] {
+				add = append(add, e)
+			}
+			delete(have, key(e))
+		}
+		var del []nftables.SetElement
+		for _, e := range was.elems[i] {
+			if have[key(e)] {
+				del = append(del, e)
+			}
+		}
+		for elems := range slices.Chunk(del, elemsPerMessage) {
+			if err := c.SetDeleteElements(set, elems); err != nil {
+				return err
+			}
+		}
+		for elems := range slices.Chunk(add, elemsPerMessage) {
+			if err := c.SetAddElements(set, elems); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

@@ -56,6 +56,7 @@ const (
 
 // ruleset is the complete content of the guard's table for one State.
 type ruleset struct {
+	mode  netguard.Mode
 	table *nftables.Table
 	sets  []*nftables.Set
 	elems [][]nftables.SetElement // per set
@@ -116,7 +117,7 @@ func decodeMeta(comment string) (vifMeta, error) {
 // (meta ibrname) needs the kernel's nft_meta_bridge, which is often not
 // built; MACs of guarded VMs are unique on a host, so host-wide is safe.
 func build(table string, s netguard.State) (*ruleset, error) {
-	rs := &ruleset{table: &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}}
+	rs := &ruleset{mode: s.Mode, table: &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}}
 	set := func(name string, id uint32, key nftables.SetDatatype) *nftables.Set {
 		return &nftables.Set{Table: rs.table, Name: name, ID: id, KeyType: key}
 	}

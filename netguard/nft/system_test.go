@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -402,5 +403,32 @@ func TestConcurrentGuardsStayAtomic(t *testing.T) {
 			return
 		}
 		reads++
+	}
+}
+
+// TestChangesRoundTrip: successive states of one mode go in as changes to the
+// table in force (VIFs added and removed, allowed and blocked, renamed, all
+// gone and back) and each reads back whole.
+func TestChangesRoundTrip(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 0)
+	g := l.guard()
+	a := manyVIFs(12, false)
+	b := manyVIFs(14, true)
+	b.Rules = slices.Delete(b.Rules, 2, 5)
+	b.Rules[0].VIF.VM = "renamed"
+	b.Rules[1].Allow = false
+	steps := []netguard.State{a, b, {Mode: a.Mode}, a, b}
+	for i, s := range steps {
+		if err := g.Apply(testCtx(t), s); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got, err := g.Current(testCtx(t))
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if d := netguardtest.Diff(got, s); d != "" {
+			t.Fatalf("step %d did not round-trip: %s", i, d)
+		}
 	}
 }

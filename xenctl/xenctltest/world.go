@@ -41,6 +41,23 @@ func (w *World) Hosts() []string {
 	return names
 }
 
+// Executing returns, sorted, the names of the domains that execute guest
+// code on any host (see Running).
+func (w *World) Executing() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, h := range w.hosts {
+		for _, d := range h.doms {
+			if d.state.Executing() && !slices.Contains(out, d.spec.Name) {
+				out = append(out, d.spec.Name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Running returns, sorted, the hosts on which a domain with this name or UUID
 // executes guest code (xenctl.State.Executing: running or shutting down),
 // whether or not the host's daemon answers. More than one host means the
