@@ -408,6 +408,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		}
 		from := vm.Host
 		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating = mv.Host, t.Epoch, "", nil
+		vm.Assigned = m.Index
 		if vm.MoveTo == mv.Host {
 			vm.MoveTo = ""
 		}
