@@ -1,0 +1,275 @@
+package pool
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Assignment is one placement decision.
+type Assignment struct {
+	VM, Host string
+}
+
+// Placement is the outcome of one placement round.
+type Placement struct {
+	// Assign lists decisions in start order.
+	Assign []Assignment
+	// Unplaced maps a VM that found no host to why.
+	Unplaced map[string]string
+	// Evict lists best-effort VMs to stop so that a restart VM fits.
+	Evict []string
+	// Delayed maps a VM whose start waits for the start delay of a VM
+	// before it in the start order to when it may start.
+	Delayed map[string]time.Time
+}
+
+// round is the working state of one placement round.
+type round struct {
+	s     *State
+	rooms map[string]*room
+	ids   []string          // every host that could run VMs, sorted
+	where map[string]string // VM → the host it stays on or was given this round
+	avoid map[string]string // VM → the host it is relocated from
+}
+
+// startLess orders VMs for placement and start: restart before best-effort,
+// higher priority first, then lower order, then name.
+func startLess(a, b *VM) int {
+	rank := func(v *VM) int {
+		if v.Restart == RestartAlways {
+			return 0
+		}
+		return 1
+	}
+	return cmp.Or(
+		cmp.Compare(rank(a), rank(b)),
+		cmp.Compare(b.Priority, a.Priority),
+		cmp.Compare(a.Order, b.Order),
+		cmp.Compare(a.Name, b.Name),
+	)
+}
+
+// placeable reports whether vm wants a host at all.
+func placeable(vm *VM) bool {
+	return vm != nil && !vm.Stopped && vm.Restart != RestartOff
+}
+
+// newRound charges every host with the VMs that stay on it. VMs in moving
+// are about to be placed: they are charged nowhere.
+func newRound(s *State, moving map[string]bool) *round {
+	c := &round{s: s, rooms: map[string]*room{}, where: map[string]string{}, avoid: map[string]string{}}
+	for _, id := range sortedKeys(s.Hosts) {
+		h := s.Hosts[id]
+		if h.Witness || h.State == HostLeft {
+			continue
+		}
+		c.rooms[id] = &room{h: h, memFree: h.MemMiB, cpuFree: h.CPUs}
+		c.ids = append(c.ids, id)
+	}
+	for _, name := range sortedKeys(s.VMs) {
+		vm := s.VMs[name]
+		at := vm.Host
+		if at == "" && vm.Observed.State == Running {
+			at = vm.Observed.Host // released, still stopping there
+		}
+		if moving[name] || at == "" || (vm.Stopped && vm.Observed.State != Running) {
+			continue
+		}
+		c.charge(vm, at)
+	}
+	return c
+}
+
+func (c *round) charge(vm *VM, host string) {
+	c.where[vm.Name] = host
+	if r := c.rooms[host]; r != nil {
+		r.memFree -= vm.MemMiB
+		r.cpuFree -= vm.CPUs
+	}
+}
+
+// pick runs the filters over every host and returns the best-scoring host
+// that passed them all, or nil and why none did.
+func (c *round) pick(vm *VM, skip ...string) (*room, string) {
+	var fits []*room
+	var why []string
+	for _, id := range c.ids {
+		r := c.rooms[id]
+		if reason := c.reject(vm, r, skip...); reason != "" {
+			why = append(why, id+" "+reason)
+			continue
+		}
+		fits = append(fits, r)
+	}
+	if len(fits) == 0 {
+		if len(why) == 0 {
+			return nil, "no host can run VMs"
+		}
+		return nil, "no host: " + strings.Join(why, "; ")
+	}
+	best := fits[0]
+	for _, r := range fits[1:] {
+		if c.compare(vm, r, best, len(Scorers)) > 0 {
+			best = r
+		}
+	}
+	return best, ""
+}
+
+// reject returns the first filter's reason for refusing r, skipping the
+// filters named in skip.
+func (c *round) reject(vm *VM, r *room, skip ...string) string {
+	for _, f := range Filters {
+		if slices.Contains(skip, f.Name) {
+			continue
+		}
+		if reason := f.Reject(c, vm, r); reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+// compare ranks a against b on the first n scorers (ties: the lower name).
+func (c *round) compare(vm *VM, a, b *room, n int) int {
+	for _, sc := range Scorers[:n] {
+		if d := cmp.Compare(sc.Score(c, vm, a), sc.Score(c, vm, b)); d != 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// Place decides hosts for the VMs named in want, with everything else in s
+// fixed. A VM in want that has a host is treated as moving: its host is not
+// charged for it, and if that host is healthy at the VM's epoch it is not a
+// candidate (the VM is relocated from it). s is not modified.
+func Place(s *State, want []string, now time.Time) Placement {
+	out := Placement{Unplaced: map[string]string{}, Delayed: map[string]time.Time{}}
+	moving := map[string]bool{}
+	var vms []*VM
+	for _, name := range want {
+		if vm := s.VMs[name]; placeable(vm) && !moving[name] {
+			moving[name] = true
+			vms = append(vms, vm)
+		}
+	}
+	slices.SortFunc(vms, startLess)
+	c := newRound(s, moving)
+	evicted := map[string]bool{}
+	gates := startGates(s, moving, now)
+	for _, vm := range vms {
+		if h := s.Hosts[vm.Host]; h != nil && vm.OwnerEpoch == h.Epoch {
+			c.avoid[vm.Name] = vm.Host
+		}
+		if until := gates.until(vm); until.After(now) {
+			out.Delayed[vm.Name] = until
+			continue
+		}
+		r, reason := c.pick(vm)
+		if r == nil {
+			if vm.Restart == RestartAlways {
+				if host, victims, ok := c.makeRoom(vm, moving, evicted); ok {
+					for _, v := range victims {
+						evicted[v] = true
+					}
+					out.Evict = append(out.Evict, victims...)
+					reason = fmt.Sprintf("making room on %s: waiting for VMs leaving it to stop", host)
+					if len(victims) > 0 {
+						reason = fmt.Sprintf("making room on %s by stopping best-effort %s", host, strings.Join(victims, ", "))
+					}
+				}
+			}
+			out.Unplaced[vm.Name] = reason
+			continue
+		}
+		c.charge(vm, r.h.ID)
+		out.Assign = append(out.Assign, Assignment{VM: vm.Name, Host: r.h.ID})
+		gates.started(vm, now)
+	}
+	return out
+}
+
+// gates hold the start delays in force: a VM waits until every VM of the
+// same priority and a lower order that started less than its StartDelay ago
+// has had that time.
+type gates []gate
+
+type gate struct {
+	priority, order int
+	until           time.Time
+}
+
+func startGates(s *State, moving map[string]bool, now time.Time) *gates {
+	g := &gates{}
+	for _, name := range sortedKeys(s.VMs) {
+		vm := s.VMs[name]
+		if vm.Host != "" && !moving[name] && vm.StartDelay > 0 {
+			if until := vm.AssignedAt.Add(vm.StartDelay); until.After(now) {
+				*g = append(*g, gate{vm.Priority, vm.Order, until})
+			}
+		}
+	}
+	return g
+}
+
+func (g *gates) started(vm *VM, now time.Time) {
+	if vm.StartDelay > 0 {
+		*g = append(*g, gate{vm.Priority, vm.Order, now.Add(vm.StartDelay)})
+	}
+}
+
+func (g *gates) until(vm *VM) time.Time {
+	var t time.Time
+	for _, x := range *g {
+		if x.priority == vm.Priority && x.order < vm.Order && x.until.After(t) {
+			t = x.until
+		}
+	}
+	return t
+}
+
+// makeRoom finds the host where stopping the fewest best-effort VMs (lowest
+// priority first) lets vm fit, among hosts that pass every other filter. A
+// host where VMs already leaving free enough room comes with no victims.
+func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []string, bool) {
+	bestHost, best, found := "", []string(nil), false
+	for _, id := range c.ids {
+		r := c.rooms[id]
+		if c.reject(vm, r, "capacity") != "" {
+			continue
+		}
+		var cands []*VM
+		mem, cpu := r.memFree, r.cpuFree
+		for _, name := range sortedKeys(c.s.VMs) {
+			o := c.s.VMs[name]
+			if o.Host == id && !moving[name] && !evicted[name] && !o.Stopped && o.Restart == RestartBestEffort {
+				cands = append(cands, o)
+			}
+			if o.Host == "" && o.Observed.Host == id && o.Observed.State == Running {
+				mem += o.MemMiB // leaving: its room comes free
+				cpu += o.CPUs
+			}
+		}
+		slices.SortStableFunc(cands, func(a, b *VM) int { return cmp.Compare(a.Priority, b.Priority) })
+		fits := func() bool {
+			return (r.h.MemMiB == 0 || mem >= vm.MemMiB) && (r.h.CPUs == 0 || cpu >= vm.CPUs)
+		}
+		var victims []string
+		for _, o := range cands {
+			if fits() {
+				break
+			}
+			mem += o.MemMiB
+			cpu += o.CPUs
+			victims = append(victims, o.Name)
+		}
+		if fits() && (!found || len(victims) < len(best)) {
+			bestHost, best, found = id, victims, true
+		}
+	}
+	return bestHost, best, found
+}
