@@ -356,11 +356,15 @@ func (s *State) migrate(a Action) error {
 }
 
 // Mark identifies one start of a VM by a host's agent: an agent starts a VM
-// assigned to it once per mark, and again only when the mark changes (a
-// restart grant).
+// assigned to it once per mark, and again only under a new one. The mark
+// holds the assignment as well as the restart count: a VM taken off a host
+// and given back to it has its count reset to the same value, and must
+// still be started (with MaxLocalRestarts 0 no restart grant would ever
+// come).
 type Mark struct {
-	Restarts int
+	Assignment uint64
+	Restarts   int
 }
 
 // MarkOf is the mark under which vm would be started now.
-func MarkOf(vm *VM) Mark { return Mark{Restarts: vm.LocalRestarts} }
+func MarkOf(vm *VM) Mark { return Mark{Assignment: vm.Assignment, Restarts: vm.LocalRestarts} }

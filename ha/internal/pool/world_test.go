@@ -28,12 +28,12 @@ type world struct {
 	lastRan      map[string]ran
 	// stalled: the leader is paused, so nothing commits (no renewal, no
 	// report, no plan) while hosts' clocks run on.
-	stalled bool
-	prevPlan     map[string]bool
-	out          []string
-	violations   []string
-	refusals     []string
-	starts       int
+	stalled    bool
+	prevPlan   map[string]bool
+	out        []string
+	violations []string
+	refusals   []string
+	starts     int
 }
 
 // ran is where a VM last ran, and whether it stopped there in a way the
@@ -538,4 +538,3 @@ func (w *world) heal(id string) {
 	sh := w.hosts[id]
 	sh.cut, sh.view = false, nil
 }
-
