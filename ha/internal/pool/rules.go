@@ -53,6 +53,14 @@ func (e *RuleError) Error() string {
 	return "pool: rules " + strings.Join(quoteAll(e.Rules), " and ") + ": " + e.Msg
 }
 
+// keep renders `"r" keeps` or `"r" and "s" keep`.
+func keep(rules []string) string {
+	if len(rules) == 1 {
+		return quoteAll(rules)[0] + " keeps"
+	}
+	return strings.Join(quoteAll(rules), " and ") + " keep"
+}
+
 func quoteAll(ss []string) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
@@ -115,8 +123,9 @@ func ValidateRules(r Rules, vms map[string]*VM) error {
 		for i, x := range a.VMs {
 			for _, y := range a.VMs[i+1:] {
 				if comp[x] != nil && comp[x] == comp[y] {
-					return &RuleError{Rules: []string{comp[x].ruleWith(x, y), a.Name},
-						Msg: fmt.Sprintf("contradict: one keeps VMs %s and %s on one host, the other keeps them apart", x, y)}
+					tie := comp[x].chain(x, y)
+					return &RuleError{Rules: append(tie, a.Name),
+						Msg: fmt.Sprintf("contradict: %s VMs %s and %s on one host, %s them apart", keep(tie), x, y, keep([]string{a.Name}))}
 				}
 			}
 		}
@@ -137,7 +146,7 @@ func ValidateRules(r Rules, vms map[string]*VM) error {
 			for _, b := range strict[i+1:] {
 				if !sharesHost(a, b) {
 					return &RuleError{Rules: []string{a.Name, b.Name},
-						Msg: fmt.Sprintf("contradict: they allow no common host, but %s keeps their VMs together", c.ruleWith(a.VMs[0], b.VMs[0]))}
+						Msg: fmt.Sprintf("contradict: they allow no common host, but %s their VMs together", keep(c.chain(a.VMs[0], b.VMs[0])))}
 				}
 			}
 		}
@@ -202,19 +211,36 @@ type component struct {
 	rules []ResourceAffinity
 }
 
-// ruleWith names a positive rule of c that holds x or y, best one holding both.
-func (c *component) ruleWith(x, y string) string {
-	for _, r := range c.rules {
-		if slices.Contains(r.VMs, x) && slices.Contains(r.VMs, y) {
-			return r.Name
+// chain returns the positive rules of c that tie x to y, in order: one
+// rule when it holds both, else the shortest chain through other VMs.
+func (c *component) chain(x, y string) []string {
+	type hop struct {
+		from, rule string
+	}
+	prev := map[string]hop{x: {}}
+	queue := []string{x}
+	for len(queue) > 0 && prev[y].rule == "" {
+		at := queue[0]
+		queue = queue[1:]
+		for _, r := range c.rules {
+			if !slices.Contains(r.VMs, at) {
+				continue
+			}
+			for _, v := range r.VMs {
+				if _, seen := prev[v]; !seen {
+					prev[v] = hop{from: at, rule: r.Name}
+					queue = append(queue, v)
+				}
+			}
 		}
 	}
-	for _, r := range c.rules {
-		if slices.Contains(r.VMs, x) || slices.Contains(r.VMs, y) {
-			return r.Name
+	var out []string
+	for v := y; v != x && prev[v].rule != ""; v = prev[v].from {
+		if len(out) == 0 || out[0] != prev[v].rule {
+			out = append([]string{prev[v].rule}, out...)
 		}
 	}
-	return c.rules[0].Name
+	return out
 }
 
 func togetherComponents(res []ResourceAffinity) map[string]*component {
