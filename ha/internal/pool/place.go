@@ -173,9 +173,17 @@ func Place(s *State, want []string, now time.Time) Placement {
 		if r == nil {
 			if vm.Restart == RestartAlways {
 				if host, victims, ok := c.makeRoom(vm, moving, evicted); ok {
+					// Hold the room for vm: the victims' share comes free
+					// and vm's is taken, so that a VM later in the round
+					// does not take it and have to be evicted in turn.
+					r := c.rooms[host]
 					for _, v := range victims {
 						evicted[v] = true
+						r.memFree += c.s.VMs[v].MemMiB
+						r.cpuFree += c.s.VMs[v].CPUs
 					}
+					r.memFree -= vm.MemMiB
+					r.cpuFree -= vm.CPUs
 					out.Evict = append(out.Evict, victims...)
 					reason = fmt.Sprintf("making room on %s: waiting for VMs leaving it to stop", host)
 					if len(victims) > 0 {

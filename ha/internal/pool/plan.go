@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -16,6 +17,8 @@ func Plan(s *State, now time.Time) []Action {
 	for _, id := range sortedKeys(s.Hosts) {
 		p.host(s.Hosts[id])
 	}
+	p.s = p.asSuspected()
+	p.settled = settled(p.s, now)
 	for _, name := range sortedKeys(s.VMs) {
 		p.vm(s.VMs[name])
 	}
@@ -33,6 +36,59 @@ type planner struct {
 	now  time.Time
 	out  []Action
 	want []string
+	// settled: nothing is in flight. Failback and operator moves wait
+	// for it: moving a VM while another is in flight lets two VMs that
+	// each want the other's host swap for ever.
+	settled bool
+}
+
+// asSuspected returns the state as it will be once this plan's suspicions
+// are committed, so that the rest of the plan neither places a VM on a host
+// it is about to fence nor decides about that host's VMs as if it were up.
+func (p *planner) asSuspected() *State {
+	view := p.s
+	for _, a := range p.out {
+		if a.Kind != ActSuspect {
+			continue
+		}
+		if view == p.s {
+			c := *p.s
+			c.Hosts = maps.Clone(p.s.Hosts)
+			view = &c
+		}
+		h := *view.Hosts[a.Host]
+		h.State = HostSuspect
+		view.Hosts[a.Host] = &h
+	}
+	return view
+}
+
+// settled reports whether nothing is in flight: no host is suspect, no VM
+// is migrating, stopping or about to be placed. A VM that waits for room
+// does not count, or one VM that fits nowhere would hold every move back.
+func settled(s *State, now time.Time) bool {
+	for _, h := range s.Hosts {
+		if h.State == HostSuspect {
+			return false
+		}
+	}
+	var free []string
+	for _, name := range sortedKeys(s.VMs) {
+		vm := s.VMs[name]
+		if !placeable(vm) {
+			continue
+		}
+		if vm.Migrating != nil {
+			return false
+		}
+		if vm.Host == "" {
+			if ok, _, _ := s.mayMove(vm, now); !ok {
+				return false
+			}
+			free = append(free, name)
+		}
+	}
+	return len(free) == 0 || len(Place(s, free, now).Assign) == 0
 }
 
 func (p *planner) add(a Action) { p.out = append(p.out, a) }
@@ -104,13 +160,17 @@ func (p *planner) vm(vm *VM) {
 		// Fence first; nothing to decide yet.
 	case h.State == HostMaintenance:
 		p.drain(vm, h, "host "+h.ID+" in maintenance", true)
+	case vm.Observed.Host == h.ID && vm.Observed.View >= vm.Assignment && (vm.Observed.State == Crashed || vm.Observed.State == Stopped):
+		// Before any wish to move it: a VM that is down is brought back
+		// first, and moves later.
+		p.stoppedOnHealthyHost(vm, h)
 	case vm.MoveTo != "" && vm.MoveTo != h.ID:
-		p.drain(vm, h, "migration to "+vm.MoveTo, true)
+		if p.settled {
+			p.operatorMove(vm, h)
+		}
 	case p.storageLost(vm, h) != "":
 		p.drain(vm, h, p.storageLost(vm, h), false)
-	case vm.Observed.Host == h.ID && vm.Observed.View >= vm.Assignment && (vm.Observed.State == Crashed || vm.Observed.State == Stopped):
-		p.stoppedOnHealthyHost(vm, h)
-	case vm.Failback:
+	case vm.Failback && p.settled:
 		p.failback(vm, h)
 	}
 }
@@ -174,6 +234,24 @@ func (p *planner) drain(vm *VM, h *Host, reason string, always bool) {
 	// The target is only where it would go now: several VMs drained at once
 	// are placed together, so each keeps only an operator's target.
 	p.add(Action{Kind: ActRelease, VM: vm.Name, Host: h.ID, To: vm.MoveTo, Reason: reason})
+}
+
+// operatorMove moves vm to the host an operator named, once that host can
+// take it. Stopping it before would only start it again where placement
+// finds room, and then move it again: a loop of outages.
+func (p *planner) operatorMove(vm *VM, h *Host) {
+	c := newRound(p.s, map[string]bool{vm.Name: true})
+	why := "it is not a member that runs VMs"
+	if r := c.rooms[vm.MoveTo]; r != nil {
+		why = c.reject(vm, r)
+	}
+	if why != "" {
+		if r := "migration to " + vm.MoveTo + " waits: " + vm.MoveTo + " " + why; r != vm.Pending {
+			p.add(Action{Kind: ActPending, VM: vm.Name, Host: h.ID, Reason: r})
+		}
+		return
+	}
+	p.drain(vm, h, "migration to "+vm.MoveTo, true)
 }
 
 // stoppedOnHealthyHost restarts a VM where it stopped while restarts are

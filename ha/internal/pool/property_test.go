@@ -1,0 +1,165 @@
+package pool
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// TestPropertySafetyAndLiveness drives the simulated pool through random
+// event sequences (crashes, hangs, partitions and heals, failing fences,
+// VM crashes, maintenance, lost storage, leader stalls and changes,
+// operator moves and acknowledgements) and checks after every step that
+// no VM runs on two hosts, that no VM starts on a host before its previous
+// host was fenced (unless that host reported it stopped), and that no
+// planned action is refused by the transitions. After the events, the
+// faults are repaired and, within the plan horizon, every VM that can be
+// placed runs on the host the pool gives it. A failing case is shrunk and
+// printed with its seed.
+func TestPropertySafetyAndLiveness(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		tm := defaultTimings()
+		if rapid.Bool().Draw(rt, "watchdog") {
+			tm.WatchdogTimeout = time.Second
+		}
+		w := newWorld(tm)
+		nHosts := rapid.IntRange(2, 4).Draw(rt, "hosts")
+		var hosts []string
+		for i := 1; i <= nHosts; i++ {
+			id := fmt.Sprintf("h%d", i)
+			hosts = append(hosts, id)
+			w.addHost(&Host{ID: id, MemMiB: 4096, CPUs: 8, LiveMigrate: rapid.Bool().Draw(rt, id+" live")})
+		}
+		w.s.Volumes["d"] = &Volume{ID: "d", Pool: "san"}
+		nVMs := rapid.IntRange(1, 6).Draw(rt, "vms")
+		var vms []string
+		for i := 1; i <= nVMs; i++ {
+			name := fmt.Sprintf("v%d", i)
+			vms = append(vms, name)
+			vm := &VM{
+				Name:             name,
+				Restart:          rapid.SampledFrom([]Restart{RestartAlways, RestartAlways, RestartBestEffort}).Draw(rt, name+" restart"),
+				Priority:         rapid.IntRange(0, 3).Draw(rt, name+" priority"),
+				MemMiB:           rapid.SampledFrom([]int64{512, 1024, 2048}).Draw(rt, name+" mem"),
+				CPUs:             1,
+				MaxLocalRestarts: rapid.IntRange(0, 2).Draw(rt, name+" restarts"),
+				AntiAffinity:     rapid.SampledFrom([]string{"", "", "g"}).Draw(rt, name+" anti"),
+			}
+			if rapid.Bool().Draw(rt, name+" volume") {
+				vm.Volumes = []string{"d"}
+			}
+			if rapid.Bool().Draw(rt, name+" failback") {
+				vm.Failback, vm.Preferred = true, []string{rapid.SampledFrom(hosts).Draw(rt, name+" preferred")}
+			}
+			w.s.VMs[name] = vm
+		}
+		w.run(time.Second)
+		steps := rapid.IntRange(1, 12).Draw(rt, "events")
+		for i := range steps {
+			randomEvent(rt, w, hosts, vms, i)
+			w.run(time.Duration(rapid.IntRange(1, 16).Draw(rt, fmt.Sprintf("run %d", i))) * w.step)
+			checkWorld(rt, w)
+		}
+		// Repair everything a person would, then give the pool its horizon.
+		for _, id := range hosts {
+			w.fence[id] = nil
+			w.heal(id)
+			if !w.hosts[id].power {
+				w.powerOn(id)
+			}
+			if w.s.Hosts[id].State == HostMaintenance {
+				_ = w.s.SetMaintenance(id, false)
+			}
+		}
+		w.run(30 * time.Second)
+		checkWorld(rt, w)
+		checkPlaced(rt, w)
+	})
+}
+
+func randomEvent(rt *rapid.T, w *world, hosts, vms []string, i int) {
+	label := func(s string) string { return fmt.Sprintf("%s %d", s, i) }
+	sh := w.hosts[rapid.SampledFrom(hosts).Draw(rt, label("host"))]
+	switch rapid.SampledFrom([]string{
+		"crash", "hang", "partition", "heal", "power-on", "fence-script", "vm-crash",
+		"maintenance", "storage-lost", "clock-jump", "move", "ack", "leader-change", "migration-fails",
+	}).Draw(rt, label("event")) {
+	case "crash":
+		w.powerOff(sh, "crash")
+	case "hang":
+		sh.hung = sh.power
+	case "partition":
+		if !sh.cut {
+			w.partition(sh.id)
+		}
+	case "heal":
+		w.heal(sh.id)
+	case "power-on":
+		w.powerOn(sh.id)
+	case "fence-script":
+		w.fence[sh.id] = rapid.SliceOfN(rapid.SampledFrom([]string{"fail", "timeout", "unverified", "ok"}), 1, 4).Draw(rt, label("outcomes"))
+	case "vm-crash":
+		name := rapid.SampledFrom(vms).Draw(rt, label("vm"))
+		for _, h := range w.hosts {
+			if h.running[name] && h.power && !h.hung {
+				w.stopped(h, name, true)
+				h.crashed[name] = true
+			}
+		}
+	case "maintenance":
+		_ = w.s.SetMaintenance(sh.id, rapid.Bool().Draw(rt, label("on")))
+	case "storage-lost":
+		if h := w.s.Hosts[sh.id]; len(h.Lost) == 0 {
+			h.Lost = []string{"san"}
+		}
+	case "clock-jump":
+		w.stalled = true
+		w.run(time.Duration(rapid.IntRange(1, 20).Draw(rt, label("stall"))) * w.step)
+		w.stalled = false
+	case "move":
+		w.s.VMs[rapid.SampledFrom(vms).Draw(rt, label("vm"))].MoveTo = sh.id
+	case "ack":
+		if h := w.s.Hosts[sh.id]; h.State == HostSuspect {
+			w.powerOff(sh, "by the operator")
+			_ = w.s.RecordProof(Proof{Host: sh.id, Epoch: h.Epoch, Kind: ProofOperator, Method: "operator", At: w.now})
+		}
+	case "leader-change":
+		w.s.LeaderSince = w.now
+	case "migration-fails":
+		w.migrateFails[rapid.SampledFrom(vms).Draw(rt, label("vm"))] = true
+	}
+}
+
+func checkWorld(rt *rapid.T, w *world) {
+	if len(w.violations) > 0 || len(w.refusals) > 0 {
+		rt.Fatalf("violations:\n%s\nrefused plans:\n%s\ntranscript:\n%s\nstate:\n%s",
+			strings.Join(w.violations, "\n"), strings.Join(w.refusals, "\n"), strings.Join(w.out, "\n"), w.describe())
+	}
+}
+
+// checkPlaced: every VM that wants to run either runs, once, on the host
+// the pool gives it, or could not be placed anywhere.
+func checkPlaced(rt *rapid.T, w *world) {
+	for _, name := range sortedKeys(w.s.VMs) {
+		vm := w.s.VMs[name]
+		if !placeable(vm) {
+			continue
+		}
+		var on []string
+		for _, id := range sortedKeys(w.hosts) {
+			if sh := w.hosts[id]; sh.power && sh.running[name] {
+				on = append(on, id)
+			}
+		}
+		if len(on) == 1 && on[0] == vm.Host {
+			continue
+		}
+		if p := Place(w.s, []string{name}, w.now); len(p.Assign) > 0 {
+			rt.Fatalf("%s runs on %v, assigned to %q, though it could be placed on %s; transcript:\n%s\nstate:\n%s",
+				name, on, vm.Host, p.Assign[0].Host, strings.Join(w.out, "\n"), w.describe())
+		}
+	}
+}
