@@ -15,7 +15,7 @@ import (
 // the VMs that stay and the ones placed earlier in the round.
 type room struct {
 	h       *Host
-	memFree int64 // signed, so an over-committed host shows negative
+	memFree int64 // KiB, signed, so an over-committed host shows negative
 	cpuFree int
 }
 
@@ -78,8 +78,8 @@ func rejectRelocation(c *round, vm *VM, r *room) string {
 
 func rejectCapacity(_ *round, vm *VM, r *room) string {
 	var why []string
-	if r.h.MemMiB > 0 && r.memFree < vm.MemMiB {
-		why = append(why, fmt.Sprintf("%d MiB free of the %d needed", max(r.memFree, 0), vm.MemMiB))
+	if r.h.MemKiB > 0 && r.memFree < vm.MemKiB {
+		why = append(why, fmt.Sprintf("%d MiB free of the %d needed", max(r.memFree, 0)/1024, vm.MemKiB/1024))
 	}
 	if r.h.CPUs > 0 && r.cpuFree < vm.CPUs {
 		why = append(why, fmt.Sprintf("%d vCPUs free of the %d needed", max(r.cpuFree, 0), vm.CPUs))
@@ -178,7 +178,7 @@ func scorePreferred(_ *round, vm *VM, r *room) int64 {
 // scoreSpread prefers the host with the most free memory (free vCPUs on a
 // host that declared no memory), spreading load.
 func scoreSpread(_ *round, _ *VM, r *room) int64 {
-	if r.h.MemMiB == 0 {
+	if r.h.MemKiB == 0 {
 		return int64(r.cpuFree) - 1<<40
 	}
 	return r.memFree

@@ -6,13 +6,16 @@ import (
 	"time"
 )
 
+// mib is a mebibyte in the KiB the model counts memory in.
+const mib = 1024
+
 // testRound is a round over hosts h1 (4096 MiB, 4 vCPUs, tag ssd, live),
 // h2 (1024 MiB, 1 vCPU) and w (witness), with the given VMs placed.
 func testRound(t *testing.T, vms []*VM, rules Rules, mutate func(s *State)) (*State, *round) {
 	t.Helper()
 	s := NewState(defaultTimings())
-	s.Hosts["h1"] = &Host{ID: "h1", State: HostOnline, MemMiB: 4096, CPUs: 4, Tags: []string{"ssd"}, LiveMigrate: true}
-	s.Hosts["h2"] = &Host{ID: "h2", State: HostOnline, MemMiB: 1024, CPUs: 1}
+	s.Hosts["h1"] = &Host{ID: "h1", State: HostOnline, MemKiB: 4096 * mib, CPUs: 4, Tags: []string{"ssd"}, LiveMigrate: true}
+	s.Hosts["h2"] = &Host{ID: "h2", State: HostOnline, MemKiB: 1024 * mib, CPUs: 1}
 	s.Hosts["w"] = &Host{ID: "w", State: HostOnline, Witness: true}
 	s.Volumes["san1"] = &Volume{ID: "san1", Pool: "san"}
 	s.Volumes["r0"] = &Volume{ID: "r0", Replicas: []string{"h2"}}
@@ -45,14 +48,14 @@ func TestFilters(t *testing.T) {
 			want:   map[string]string{"h1": "", "h2": "is maintenance", "w": "is a witness"}},
 		{filter: "relocation", vm: &VM{Name: "x"}, mutate: nil,
 			want: map[string]string{"h1": "", "h2": ""}},
-		{filter: "capacity", vm: &VM{Name: "x", MemMiB: 2048, CPUs: 1},
+		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 2048 * mib, CPUs: 1},
 			want: map[string]string{"h1": "", "h2": "1024 MiB free of the 2048 needed"}},
-		{filter: "capacity", vm: &VM{Name: "x", MemMiB: 512, CPUs: 2},
+		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 512 * mib, CPUs: 2},
 			want: map[string]string{"h1": "", "h2": "1 vCPUs free of the 2 needed"}},
-		{filter: "capacity", vm: &VM{Name: "x", MemMiB: 512, CPUs: 1}, others: []*VM{{Name: "o", MemMiB: 3800, Host: "h1"}},
+		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 512 * mib, CPUs: 1}, others: []*VM{{Name: "o", MemKiB: 3800 * mib, Host: "h1"}},
 			want: map[string]string{"h1": "296 MiB free", "h2": ""}},
-		{filter: "capacity", vm: &VM{Name: "x", MemMiB: 512, CPUs: 1},
-			others: []*VM{{Name: "o", MemMiB: 3800, Observed: Observed{Host: "h1", State: Running}}},
+		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 512 * mib, CPUs: 1},
+			others: []*VM{{Name: "o", MemKiB: 3800 * mib, Observed: Observed{Host: "h1", State: Running}}},
 			want:   map[string]string{"h1": "296 MiB free", "h2": ""}}, // released, still stopping on h1
 		{filter: "host-tags", vm: &VM{Name: "x", Tags: []string{"ssd"}},
 			want: map[string]string{"h1": "", "h2": "lacks tag ssd"}},
@@ -125,7 +128,7 @@ func TestScorers(t *testing.T) {
 		{"node-affinity", &VM{Name: "x"}, Rules{Nodes: []NodeAffinity{{Name: "p", VMs: []string{"x"}, Hosts: map[string]int{"h2": 0}}}},
 			map[string]int64{"h1": 0, "h2": 1}}, // listed at priority 0 still beats unlisted
 		{"preferred", &VM{Name: "x", Preferred: []string{"h2", "h1"}}, Rules{}, map[string]int64{"h1": 1, "h2": 2}},
-		{"spread", &VM{Name: "x"}, Rules{}, map[string]int64{"h1": 4096, "h2": 1024}},
+		{"spread", &VM{Name: "x"}, Rules{}, map[string]int64{"h1": 4096 * mib, "h2": 1024 * mib}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.scorer, func(t *testing.T) {
@@ -155,11 +158,11 @@ func TestPickOrder(t *testing.T) {
 		vm   *VM
 		want string
 	}{
-		{"spread", &VM{Name: "y", MemMiB: 512}, "h1"},
-		{"preferred beats spread", &VM{Name: "y", MemMiB: 512, Preferred: []string{"h2"}}, "h2"},
-		{"node affinity beats preferred", &VM{Name: "x", MemMiB: 512, Preferred: []string{"h1"}}, "h2"},
-		{"move-to beats node affinity", &VM{Name: "x", MemMiB: 512, MoveTo: "h1"}, "h1"},
-		{"capacity beats move-to", &VM{Name: "x", MemMiB: 2048, MoveTo: "h2"}, "h1"},
+		{"spread", &VM{Name: "y", MemKiB: 512 * mib}, "h1"},
+		{"preferred beats spread", &VM{Name: "y", MemKiB: 512 * mib, Preferred: []string{"h2"}}, "h2"},
+		{"node affinity beats preferred", &VM{Name: "x", MemKiB: 512 * mib, Preferred: []string{"h1"}}, "h2"},
+		{"move-to beats node affinity", &VM{Name: "x", MemKiB: 512 * mib, MoveTo: "h1"}, "h1"},
+		{"capacity beats move-to", &VM{Name: "x", MemKiB: 2048 * mib, MoveTo: "h2"}, "h1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,17 +180,17 @@ func TestPlaceNeverOvercommits(t *testing.T) {
 	s, _ := testRound(t, nil, Rules{}, nil)
 	var want []string
 	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
-		s.VMs[n] = &VM{Name: n, Restart: RestartAlways, MemMiB: 1024, CPUs: 1}
+		s.VMs[n] = &VM{Name: n, Restart: RestartAlways, MemKiB: 1024 * mib, CPUs: 1}
 		want = append(want, n)
 	}
 	p := Place(s, want, time.Time{})
 	used := map[string]int64{}
 	for _, a := range p.Assign {
-		used[a.Host] += s.VMs[a.VM].MemMiB
+		used[a.Host] += s.VMs[a.VM].MemKiB
 	}
 	for h, u := range used {
-		if u > s.Hosts[h].MemMiB {
-			t.Errorf("%s given %d MiB of %d", h, u, s.Hosts[h].MemMiB)
+		if u > s.Hosts[h].MemKiB {
+			t.Errorf("%s given %d KiB of %d", h, u, s.Hosts[h].MemKiB)
 		}
 	}
 	if len(p.Assign) != 5 || len(p.Unplaced) != 1 {

@@ -27,9 +27,9 @@ type Host struct {
 	// an older epoch is refused.
 	Epoch   uint64
 	Witness bool // votes, runs no VMs
-	// MemMiB and CPUs are what the host offers; zero means not declared
+	// MemKiB and CPUs are what the host offers; zero means not declared
 	// (not limited).
-	MemMiB int64
+	MemKiB int64
 	CPUs   int
 	Tags   []string
 	// Lost lists storage pools the host can no longer reach.
@@ -95,7 +95,7 @@ type VM struct {
 	// StartDelay is how long VMs of a higher Order wait after this one was
 	// started, as XenServer's start-delay.
 	StartDelay   time.Duration
-	MemMiB       int64
+	MemKiB       int64
 	CPUs         int
 	AntiAffinity string   // group: no two VMs of it on one host
 	Affinity     string   // group: all VMs of it on one host

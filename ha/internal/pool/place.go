@@ -66,7 +66,7 @@ func newRound(s *State, moving map[string]bool) *round {
 		if h.Witness || h.State == HostLeft {
 			continue
 		}
-		c.rooms[id] = &room{h: h, memFree: h.MemMiB, cpuFree: h.CPUs}
+		c.rooms[id] = &room{h: h, memFree: h.MemKiB, cpuFree: h.CPUs}
 		c.ids = append(c.ids, id)
 	}
 	for _, name := range sortedKeys(s.VMs) {
@@ -86,7 +86,7 @@ func newRound(s *State, moving map[string]bool) *round {
 func (c *round) charge(vm *VM, host string) {
 	c.where[vm.Name] = host
 	if r := c.rooms[host]; r != nil {
-		r.memFree -= vm.MemMiB
+		r.memFree -= vm.MemKiB
 		r.cpuFree -= vm.CPUs
 	}
 }
@@ -96,19 +96,24 @@ func (c *round) charge(vm *VM, host string) {
 func (c *round) pick(vm *VM, skip ...string) (*room, string) {
 	var fits []*room
 	var why []string
+	byFilter := map[string]int{}
 	for _, id := range c.ids {
 		r := c.rooms[id]
-		if reason := c.reject(vm, r, skip...); reason != "" {
+		if name, reason := c.rejectBy(vm, r, skip...); reason != "" {
 			why = append(why, id+" "+reason)
+			byFilter[name]++
 			continue
 		}
 		fits = append(fits, r)
 	}
 	if len(fits) == 0 {
-		if len(why) == 0 {
-			return nil, "no host can run VMs"
+		switch {
+		case len(why) == byFilter["host-state"]:
+			return nil, "no eligible host: " + orNone(why)
+		case byFilter["capacity"] > 0:
+			return nil, "no capacity: " + strings.Join(why, "; ") + "; waiting for room (add a host, stop a VM or lower its size)"
 		}
-		return nil, "no host: " + strings.Join(why, "; ")
+		return nil, "no host fits: " + strings.Join(why, "; ")
 	}
 	best := fits[0]
 	for _, r := range fits[1:] {
@@ -119,18 +124,31 @@ func (c *round) pick(vm *VM, skip ...string) (*room, string) {
 	return best, ""
 }
 
+func orNone(why []string) string {
+	if len(why) == 0 {
+		return "the pool has no host that runs VMs"
+	}
+	return strings.Join(why, "; ")
+}
+
 // reject returns the first filter's reason for refusing r, skipping the
 // filters named in skip.
 func (c *round) reject(vm *VM, r *room, skip ...string) string {
+	_, reason := c.rejectBy(vm, r, skip...)
+	return reason
+}
+
+// rejectBy is reject that also names the filter.
+func (c *round) rejectBy(vm *VM, r *room, skip ...string) (string, string) {
 	for _, f := range Filters {
 		if slices.Contains(skip, f.Name) {
 			continue
 		}
 		if reason := f.Reject(c, vm, r); reason != "" {
-			return reason
+			return f.Name, reason
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // compare ranks a against b on the first n scorers (ties: the lower name).
@@ -179,10 +197,10 @@ func Place(s *State, want []string, now time.Time) Placement {
 					r := c.rooms[host]
 					for _, v := range victims {
 						evicted[v] = true
-						r.memFree += c.s.VMs[v].MemMiB
+						r.memFree += c.s.VMs[v].MemKiB
 						r.cpuFree += c.s.VMs[v].CPUs
 					}
-					r.memFree -= vm.MemMiB
+					r.memFree -= vm.MemKiB
 					r.cpuFree -= vm.CPUs
 					out.Evict = append(out.Evict, victims...)
 					reason = fmt.Sprintf("making room on %s: waiting for VMs leaving it to stop", host)
@@ -258,20 +276,20 @@ func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []str
 				cands = append(cands, o)
 			}
 			if o.Host == "" && o.Observed.Host == id && o.Observed.State == Running {
-				mem += o.MemMiB // leaving: its room comes free
+				mem += o.MemKiB // leaving: its room comes free
 				cpu += o.CPUs
 			}
 		}
 		slices.SortStableFunc(cands, func(a, b *VM) int { return cmp.Compare(a.Priority, b.Priority) })
 		fits := func() bool {
-			return (r.h.MemMiB == 0 || mem >= vm.MemMiB) && (r.h.CPUs == 0 || cpu >= vm.CPUs)
+			return (r.h.MemKiB == 0 || mem >= vm.MemKiB) && (r.h.CPUs == 0 || cpu >= vm.CPUs)
 		}
 		var victims []string
 		for _, o := range cands {
 			if fits() {
 				break
 			}
-			mem += o.MemMiB
+			mem += o.MemKiB
 			cpu += o.CPUs
 			victims = append(victims, o.Name)
 		}

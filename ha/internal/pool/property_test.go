@@ -31,7 +31,7 @@ func TestPropertySafetyAndLiveness(t *testing.T) {
 		for i := 1; i <= nHosts; i++ {
 			id := fmt.Sprintf("h%d", i)
 			hosts = append(hosts, id)
-			w.addHost(&Host{ID: id, MemMiB: 4096, CPUs: 8, LiveMigrate: rapid.Bool().Draw(rt, id+" live")})
+			w.addHost(&Host{ID: id, MemKiB: 4096 * mib, CPUs: 8, LiveMigrate: rapid.Bool().Draw(rt, id+" live")})
 		}
 		w.s.Volumes["d"] = &Volume{ID: "d", Pool: "san"}
 		nVMs := rapid.IntRange(1, 6).Draw(rt, "vms")
@@ -43,7 +43,7 @@ func TestPropertySafetyAndLiveness(t *testing.T) {
 				Name:             name,
 				Restart:          rapid.SampledFrom([]Restart{RestartAlways, RestartAlways, RestartBestEffort}).Draw(rt, name+" restart"),
 				Priority:         rapid.IntRange(0, 3).Draw(rt, name+" priority"),
-				MemMiB:           rapid.SampledFrom([]int64{512, 1024, 2048}).Draw(rt, name+" mem"),
+				MemKiB:           rapid.SampledFrom([]int64{512 * mib, 1024 * mib, 2048 * mib}).Draw(rt, name+" mem"),
 				CPUs:             1,
 				MaxLocalRestarts: rapid.IntRange(0, 2).Draw(rt, name+" restarts"),
 				AntiAffinity:     rapid.SampledFrom([]string{"", "", "g"}).Draw(rt, name+" anti"),

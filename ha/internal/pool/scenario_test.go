@@ -221,7 +221,7 @@ func buildPool(input string) (*world, error) {
 		case "volume":
 			w.s.Volumes[names[0]] = &Volume{ID: names[0], Pool: kv["pool"], Replicas: list(kv["replicas"])}
 		case "vm":
-			vm := &VM{Name: names[0], Restart: RestartAlways, MemMiB: 512, CPUs: 1}
+			vm := &VM{Name: names[0], Restart: RestartAlways, MemKiB: 512 * 1024, CPUs: 1}
 			if err = vmFields(vm, kv, flags); err == nil {
 				w.s.VMs[vm.Name] = vm
 				if on := kv["on"]; on != "" {
@@ -327,7 +327,7 @@ func hostFields(h *Host, kv map[string]string, flags map[string]bool) error {
 	if err := atoi(kv, "mem", &mem); err != nil {
 		return err
 	}
-	h.MemMiB = int64(mem)
+	h.MemKiB = int64(mem) * 1024
 	if err := atoi(kv, "cpus", &h.CPUs); err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func vmFields(vm *VM, kv map[string]string, flags map[string]bool) error {
 		}
 	}
 	if mem > 0 {
-		vm.MemMiB = int64(mem)
+		vm.MemKiB = int64(mem) * 1024
 	}
 	if r, ok := kv["restart"]; ok {
 		vm.Restart = Restart(r)
