@@ -131,20 +131,38 @@ func rejectNodeAffinity(c *round, vm *VM, r *room) string {
 }
 
 func rejectAntiAffinity(c *round, vm *VM, r *room) string {
-	apart := c.s.peers(vm, false)
-	for _, o := range sortedKeys(apart) {
-		if c.where[o] == r.h.ID {
-			return fmt.Sprintf("runs %s (%s)", o, apart[o])
+	if g := vm.AntiAffinity; g != "" {
+		if o := c.anti[r.h.ID][g]; o != "" && o != vm.Name {
+			return fmt.Sprintf("runs %s (anti-affinity group %s)", o, g)
+		}
+	}
+	for _, a := range c.s.Rules.Resources {
+		if a.Together || !slices.Contains(a.VMs, vm.Name) {
+			continue
+		}
+		for _, o := range a.VMs {
+			if o != vm.Name && c.at(o) == r.h.ID {
+				return fmt.Sprintf("runs %s (%s)", o, a.Name)
+			}
 		}
 	}
 	return ""
 }
 
 func rejectColocation(c *round, vm *VM, r *room) string {
-	together := c.s.peers(vm, true)
-	for _, o := range sortedKeys(together) {
-		if at := c.where[o]; at != "" && at != r.h.ID {
-			return fmt.Sprintf("is not %s, where %s runs (%s)", at, o, together[o])
+	if g := vm.Affinity; g != "" {
+		if at, ok := c.aff[g]; ok && at[1] != vm.Name && at[0] != r.h.ID {
+			return fmt.Sprintf("is not %s, where %s runs (affinity group %s)", at[0], at[1], g)
+		}
+	}
+	for _, a := range c.s.Rules.Resources {
+		if !a.Together || !slices.Contains(a.VMs, vm.Name) {
+			continue
+		}
+		for _, o := range a.VMs {
+			if at := c.at(o); o != vm.Name && at != "" && at != r.h.ID {
+				return fmt.Sprintf("is not %s, where %s runs (%s)", at, o, a.Name)
+			}
 		}
 	}
 	return ""

@@ -30,9 +30,18 @@ type Placement struct {
 type round struct {
 	s     *State
 	rooms map[string]*room
-	ids   []string          // every host that could run VMs, sorted
-	where map[string]string // VM → the host it stays on or was given this round
-	avoid map[string]string // VM → the host it is relocated from
+	ids   []string // every host that could run VMs, sorted
+	// moving are the VMs this round places; placedOn maps those placed so
+	// far to their host.
+	moving   map[string]bool
+	placedOn map[string]string
+	avoid    map[string]string // VM → the host it is relocated from
+	// anti maps a host and an anti-affinity group to the first VM (by name)
+	// of the group on it; aff maps an affinity group to the host and name
+	// of its first VM (by name) placed. The filters look groups up here
+	// rather than walk every VM.
+	anti map[string]map[string]string
+	aff  map[string][2]string
 }
 
 // startLess orders VMs for placement and start: restart before best-effort,
@@ -60,7 +69,8 @@ func placeable(vm *VM) bool {
 // newRound charges every host with the VMs that stay on it. VMs in moving
 // are about to be placed: they are charged nowhere.
 func newRound(s *State, moving map[string]bool) *round {
-	c := &round{s: s, rooms: map[string]*room{}, where: map[string]string{}, avoid: map[string]string{}}
+	c := &round{s: s, rooms: make(map[string]*room, len(s.Hosts)), moving: moving, placedOn: map[string]string{}, avoid: map[string]string{},
+		anti: map[string]map[string]string{}, aff: map[string][2]string{}}
 	for _, id := range sortedKeys(s.Hosts) {
 		h := s.Hosts[id]
 		if h.Witness || h.State == HostLeft {
@@ -69,8 +79,7 @@ func newRound(s *State, moving map[string]bool) *round {
 		c.rooms[id] = &room{h: h, memFree: h.MemKiB, cpuFree: h.CPUs}
 		c.ids = append(c.ids, id)
 	}
-	for _, name := range sortedKeys(s.VMs) {
-		vm := s.VMs[name]
+	for name, vm := range s.VMs { // any order: charging commutes
 		at := vm.Host
 		if at == "" && vm.Observed.State == Running {
 			at = vm.Observed.Host // released, still stopping there
@@ -84,11 +93,41 @@ func newRound(s *State, moving map[string]bool) *round {
 }
 
 func (c *round) charge(vm *VM, host string) {
-	c.where[vm.Name] = host
+	if c.moving[vm.Name] {
+		c.placedOn[vm.Name] = host
+	}
+	if g := vm.AntiAffinity; g != "" {
+		if c.anti[host] == nil {
+			c.anti[host] = map[string]string{}
+		}
+		if n := c.anti[host][g]; n == "" || vm.Name < n {
+			c.anti[host][g] = vm.Name
+		}
+	}
+	if g := vm.Affinity; g != "" {
+		if at, ok := c.aff[g]; !ok || vm.Name < at[1] {
+			c.aff[g] = [2]string{host, vm.Name}
+		}
+	}
 	if r := c.rooms[host]; r != nil {
 		r.memFree -= vm.MemKiB
 		r.cpuFree -= vm.CPUs
 	}
+}
+
+// at is the host VM name stays on or was given this round ("" : none).
+func (c *round) at(name string) string {
+	if c.moving[name] {
+		return c.placedOn[name]
+	}
+	vm := c.s.VMs[name]
+	switch {
+	case vm == nil || vm.Stopped && vm.Observed.State != Running:
+		return ""
+	case vm.Host == "" && vm.Observed.State == Running:
+		return vm.Observed.Host
+	}
+	return vm.Host
 }
 
 // pick runs the filters over every host and returns the best-scoring host
@@ -231,8 +270,7 @@ type gate struct {
 
 func startGates(s *State, moving map[string]bool, now time.Time) *gates {
 	g := &gates{}
-	for _, name := range sortedKeys(s.VMs) {
-		vm := s.VMs[name]
+	for name, vm := range s.VMs { // any order: only the latest gate counts
 		if vm.Host != "" && !moving[name] && vm.StartDelay > 0 {
 			if until := vm.AssignedAt.Add(vm.StartDelay); until.After(now) {
 				*g = append(*g, gate{vm.Priority, vm.Order, until})

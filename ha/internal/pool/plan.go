@@ -137,25 +137,35 @@ func (p *planner) vm(vm *VM) {
 	}
 	h := p.s.Hosts[vm.Host]
 	gone := vm.Host == "" || h == nil || h.State == HostLeft || h.Epoch > vm.OwnerEpoch
-	if vm.Migrating != nil && !gone {
-		return // the hypervisors are handing it over
+	switch {
+	case vm.Migrating != nil && !gone:
+		// The hypervisors are handing it over.
+	case gone:
+		p.homeless(vm, h)
+	default:
+		p.onHealthyHost(vm, h)
 	}
+}
+
+// homeless decides about a VM that has no host, or whose host is gone or
+// was fenced: it is placed once its last host can no longer run it.
+func (p *planner) homeless(vm *VM, h *Host) {
 	ok, until, why := p.s.mayMove(vm, p.now)
 	switch {
-	case gone:
-		// It has no host, or its host is gone or was fenced.
-		if !ok {
-			if until.IsZero() && h != nil && h.State == HostSuspect {
-				return // the fence of its host comes first
-			}
-			p.add(Action{Kind: ActWait, VM: vm.Name, Until: until, Reason: why})
-			return
-		}
-		if mg := vm.Migrating; mg != nil {
-			p.migrationTarget(vm, mg)
-			return
-		}
+	case !ok && until.IsZero() && h != nil && h.State == HostSuspect:
+		// The fence of its host comes first.
+	case !ok:
+		p.add(Action{Kind: ActWait, VM: vm.Name, Until: until, Reason: why})
+	case vm.Migrating != nil:
+		p.migrationTarget(vm, vm.Migrating)
+	default:
 		p.want = append(p.want, vm.Name)
+	}
+}
+
+// onHealthyHost decides about a VM on a host that holds it at its epoch.
+func (p *planner) onHealthyHost(vm *VM, h *Host) {
+	switch {
 	case h.State == HostSuspect:
 		// Fence first; nothing to decide yet.
 	case h.State == HostMaintenance:

@@ -104,18 +104,42 @@ func ValidateRules(r Rules, vms map[string]*VM) error {
 	if err := validateShapes(r); err != nil {
 		return err
 	}
-	// A VM in two node-affinity rules would have two answers to "where".
+	inNode, err := nodeRuleOf(r)
+	if err != nil {
+		return err
+	}
+	res := withGroups(r, vms)
+	comp := togetherComponents(res)
+	if err := togetherApart(res, comp); err != nil {
+		return err
+	}
+	byName := map[string]NodeAffinity{}
+	for _, n := range r.Nodes {
+		byName[n.Name] = n
+	}
+	if err := togetherOnStrict(comp, inNode, byName); err != nil {
+		return err
+	}
+	return apartOnStrict(res, inNode, byName)
+}
+
+// nodeRuleOf maps each VM to its node-affinity rule, refusing a VM in two:
+// it would have two answers to "where".
+func nodeRuleOf(r Rules) (map[string]string, error) {
 	inNode := map[string]string{}
 	for _, n := range r.Nodes {
 		for _, vm := range n.VMs {
 			if other, ok := inNode[vm]; ok {
-				return &RuleError{Rules: []string{other, n.Name}, Msg: fmt.Sprintf("both place VM %s: a VM may be in one node-affinity rule", vm)}
+				return nil, &RuleError{Rules: []string{other, n.Name}, Msg: fmt.Sprintf("both place VM %s: a VM may be in one node-affinity rule", vm)}
 			}
 			inNode[vm] = n.Name
 		}
 	}
-	res := withGroups(r, vms)
-	comp := togetherComponents(res)
+	return inNode, nil
+}
+
+// togetherApart refuses a negative rule over VMs that positive rules tie.
+func togetherApart(res []ResourceAffinity, comp map[string]*component) error {
 	for _, a := range res {
 		if a.Together {
 			continue
@@ -130,11 +154,12 @@ func ValidateRules(r Rules, vms map[string]*VM) error {
 			}
 		}
 	}
-	byName := map[string]NodeAffinity{}
-	for _, n := range r.Nodes {
-		byName[n.Name] = n
-	}
-	// VMs kept together must share a host that their strict rules allow.
+	return nil
+}
+
+// togetherOnStrict refuses VMs kept together whose strict rules allow them
+// no common host.
+func togetherOnStrict(comp map[string]*component, inNode map[string]string, byName map[string]NodeAffinity) error {
 	for _, c := range uniqueComponents(comp) {
 		var strict []NodeAffinity
 		for _, vm := range c.vms {
@@ -151,7 +176,11 @@ func ValidateRules(r Rules, vms map[string]*VM) error {
 			}
 		}
 	}
-	// VMs kept apart need as many hosts as there are of them.
+	return nil
+}
+
+// apartOnStrict refuses more VMs kept apart than their strict rule has hosts.
+func apartOnStrict(res []ResourceAffinity, inNode map[string]string, byName map[string]NodeAffinity) error {
 	for _, a := range res {
 		if a.Together {
 			continue
@@ -313,44 +342,4 @@ func (r *Rules) nodeRule(vm string) *NodeAffinity {
 		}
 	}
 	return nil
-}
-
-// peers returns the VMs that rules and groups keep on vm's host (together)
-// or off it (apart), with the name of the rule that does.
-func (s *State) peers(vm *VM, together bool) map[string]string {
-	out := map[string]string{}
-	for _, a := range s.Rules.Resources {
-		if a.Together == together && slices.Contains(a.VMs, vm.Name) {
-			for _, o := range a.VMs {
-				if o != vm.Name {
-					if _, ok := out[o]; !ok {
-						out[o] = a.Name
-					}
-				}
-			}
-		}
-	}
-	g := vm.AntiAffinity
-	if together {
-		g = vm.Affinity
-	}
-	if g == "" {
-		return out
-	}
-	for name, o := range s.VMs {
-		og := o.AntiAffinity
-		if together {
-			og = o.Affinity
-		}
-		if name != vm.Name && og == g {
-			if _, ok := out[name]; !ok {
-				kind := "anti-affinity group "
-				if together {
-					kind = "affinity group "
-				}
-				out[name] = kind + g
-			}
-		}
-	}
-	return out
 }
