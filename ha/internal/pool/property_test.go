@@ -83,32 +83,21 @@ func TestPropertySafetyAndLiveness(t *testing.T) {
 func randomEvent(rt *rapid.T, w *world, hosts, vms []string, i int) {
 	label := func(s string) string { return fmt.Sprintf("%s %d", s, i) }
 	sh := w.hosts[rapid.SampledFrom(hosts).Draw(rt, label("host"))]
-	switch rapid.SampledFrom([]string{
-		"crash", "hang", "partition", "heal", "power-on", "fence-script", "vm-crash",
-		"maintenance", "storage-lost", "clock-jump", "move", "ack", "leader-change", "migration-fails",
-	}).Draw(rt, label("event")) {
-	case "crash":
-		w.powerOff(sh, "crash")
-	case "hang":
-		sh.hung = sh.power
-	case "partition":
-		if !sh.cut {
-			w.partition(sh.id)
+	vm := rapid.SampledFrom(vms).Draw(rt, label("vm"))
+	switch ev := rapid.SampledFrom([]string{
+		"crash", "hang", "partition", "heal", "power-on", "ack", "fence-script", "vm-crash",
+		"maintenance", "storage-lost", "clock-jump", "move", "leader-change", "migration-fails",
+	}).Draw(rt, label("event")); ev {
+	case "ack":
+		// An operator who powered the host off; a wrong one is beyond
+		// what the pool can keep safe.
+		if w.s.Hosts[sh.id].State == HostSuspect {
+			w.ack(sh, true)
 		}
-	case "heal":
-		w.heal(sh.id)
-	case "power-on":
-		w.powerOn(sh.id)
 	case "fence-script":
 		w.fence[sh.id] = rapid.SliceOfN(rapid.SampledFrom([]string{"fail", "timeout", "unverified", "ok"}), 1, 4).Draw(rt, label("outcomes"))
 	case "vm-crash":
-		name := rapid.SampledFrom(vms).Draw(rt, label("vm"))
-		for _, h := range w.hosts {
-			if h.running[name] && h.power && !h.hung {
-				w.stopped(h, name, true)
-				h.crashed[name] = true
-			}
-		}
+		w.vmCrash(vm)
 	case "maintenance":
 		_ = w.s.SetMaintenance(sh.id, rapid.Bool().Draw(rt, label("on")))
 	case "storage-lost":
@@ -116,20 +105,15 @@ func randomEvent(rt *rapid.T, w *world, hosts, vms []string, i int) {
 			h.Lost = []string{"san"}
 		}
 	case "clock-jump":
-		w.stalled = true
-		w.run(time.Duration(rapid.IntRange(1, 20).Draw(rt, label("stall"))) * w.step)
-		w.stalled = false
+		w.stall(time.Duration(rapid.IntRange(1, 20).Draw(rt, label("stall"))) * w.step)
 	case "move":
-		w.s.VMs[rapid.SampledFrom(vms).Draw(rt, label("vm"))].MoveTo = sh.id
-	case "ack":
-		if h := w.s.Hosts[sh.id]; h.State == HostSuspect {
-			w.powerOff(sh, "by the operator")
-			_ = w.s.RecordProof(Proof{Host: sh.id, Epoch: h.Epoch, Kind: ProofOperator, Method: "operator", At: w.now})
-		}
+		w.s.VMs[vm].MoveTo = sh.id
 	case "leader-change":
 		w.s.LeaderSince = w.now
 	case "migration-fails":
-		w.migrateFails[rapid.SampledFrom(vms).Draw(rt, label("vm"))] = true
+		w.migrateFails[vm] = true
+	default:
+		hostEvents[ev](w, sh, false)
 	}
 }
 

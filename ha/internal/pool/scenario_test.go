@@ -61,23 +61,7 @@ func arg(d *datadriven.TestData, key string) string {
 }
 
 func scenarioStep(w *world, d *datadriven.TestData) (*world, string, error) {
-	host := func() (*simHost, error) {
-		sh := w.hosts[arg(d, "host")]
-		if sh == nil {
-			return nil, fmt.Errorf("no host %q", arg(d, "host"))
-		}
-		return sh, nil
-	}
-	flush := func() string {
-		out := strings.Join(w.out, "\n")
-		w.out = nil
-		if out == "" {
-			return "(nothing)"
-		}
-		return out
-	}
-	switch d.Cmd {
-	case "pool":
+	if d.Cmd == "pool" {
 		nw, err := buildPool(d.Input)
 		if err != nil {
 			return nil, "", err
@@ -86,95 +70,104 @@ func scenarioStep(w *world, d *datadriven.TestData) (*world, string, error) {
 			return nw, err.Error(), nil
 		}
 		return nw, "ok", nil
-	case "run":
+	}
+	if ev := hostEvents[d.Cmd]; ev != nil {
+		sh := w.hosts[arg(d, "host")]
+		if sh == nil {
+			return nil, "", fmt.Errorf("%s: no host %q", d.Cmd, arg(d, "host"))
+		}
+		ev(w, sh, d.HasArg("still-on"))
+		return w, w.flush(), nil
+	}
+	if dir := directives[d.Cmd]; dir != nil {
+		out, err := dir(w, d)
+		return w, out, err
+	}
+	return nil, "", fmt.Errorf("unknown directive %q", d.Cmd)
+}
+
+// hostEvents happen to one host; the flag is ack's still-on.
+var hostEvents = map[string]func(w *world, sh *simHost, flag bool){
+	"crash":     func(w *world, sh *simHost, _ bool) { w.powerOff(sh, "crash") },
+	"hang":      func(w *world, sh *simHost, _ bool) { sh.hung = sh.power },
+	"partition": func(w *world, sh *simHost, _ bool) { w.partition(sh.id) },
+	"heal":      func(w *world, sh *simHost, _ bool) { w.heal(sh.id) },
+	"power-on":  func(w *world, sh *simHost, _ bool) { w.powerOn(sh.id) },
+	"ack":       func(w *world, sh *simHost, stillOn bool) { w.ack(sh, !stillOn) },
+}
+
+// directives are the other commands of a transcript.
+var directives = map[string]func(w *world, d *datadriven.TestData) (string, error){
+	"run": func(w *world, d *datadriven.TestData) (string, error) {
 		dur, err := time.ParseDuration(arg(d, "for"))
 		if err != nil {
-			return nil, "", fmt.Errorf("run for=: %w", err)
+			return "", fmt.Errorf("run for=: %w", err)
 		}
 		w.run(dur)
-		return w, flush(), nil
-	case "plan":
+		return w.flush(), nil
+	},
+	"plan": func(w *world, _ *datadriven.TestData) (string, error) {
 		var lines []string
 		for _, a := range Plan(w.s, w.now) {
 			lines = append(lines, a.Format(w.base))
 		}
-		if len(lines) == 0 {
-			return w, "(nothing)", nil
-		}
-		return w, strings.Join(lines, "\n"), nil
-	case "state":
-		return w, w.describe(), nil
-	case "crash", "hang", "partition", "heal", "power-on", "ack":
-		sh, err := host()
-		if err != nil {
-			return nil, "", err
-		}
-		switch d.Cmd {
-		case "crash":
-			w.powerOff(sh, "crash")
-		case "hang":
-			sh.hung = true
-		case "partition":
-			w.partition(sh.id)
-		case "heal":
-			w.heal(sh.id)
-		case "power-on":
-			w.powerOn(sh.id)
-		case "ack":
-			if !d.HasArg("still-on") {
-				w.powerOff(sh, "by the operator")
-			}
-			h := w.s.Hosts[sh.id]
-			if err := w.s.RecordProof(Proof{Host: sh.id, Epoch: h.Epoch, Kind: ProofOperator, Method: "operator", At: w.now}); err != nil {
-				w.logf("ack refused: %v", err)
-			}
-		}
-		return w, flush(), nil
-	case "fence-script":
+		return orNothing(strings.Join(lines, "\n")), nil
+	},
+	"state": func(w *world, _ *datadriven.TestData) (string, error) { return w.describe(), nil },
+	"fence-script": func(w *world, d *datadriven.TestData) (string, error) {
 		a, _ := d.Arg("results")
 		w.fence[arg(d, "host")] = append([]string(nil), a.Vals...)
-		return w, "ok", nil
-	case "vm-crash":
-		name := arg(d, "vm")
-		for _, id := range sortedKeys(w.hosts) {
-			if sh := w.hosts[id]; sh.running[name] {
-				w.stopped(sh, name, true)
-				sh.crashed[name] = true
-				w.logf("%s crashes on %s", name, id)
-			}
-		}
-		return w, flush(), nil
-	case "maintenance":
+		return "ok", nil
+	},
+	"vm-crash": func(w *world, d *datadriven.TestData) (string, error) {
+		w.vmCrash(arg(d, "vm"))
+		return w.flush(), nil
+	},
+	"maintenance": func(w *world, d *datadriven.TestData) (string, error) {
 		if err := w.s.SetMaintenance(arg(d, "host"), d.HasArg("on")); err != nil {
-			return w, err.Error(), nil
+			return err.Error(), nil
 		}
-		return w, "ok", nil
-	case "storage-lost":
+		return "ok", nil
+	},
+	"storage-lost": func(w *world, d *datadriven.TestData) (string, error) {
 		h := w.s.Hosts[arg(d, "host")]
+		if h == nil {
+			return "", fmt.Errorf("storage-lost: no host %q", arg(d, "host"))
+		}
 		h.Lost = append(h.Lost, arg(d, "pool"))
-		return w, "ok", nil
-	case "clock-jump":
+		return "ok", nil
+	},
+	"clock-jump": func(w *world, d *datadriven.TestData) (string, error) {
 		dur, err := time.ParseDuration(arg(d, "by"))
 		if err != nil {
-			return nil, "", err
+			return "", fmt.Errorf("clock-jump by=: %w", err)
 		}
-		w.logf("the leader stalls for %v", dur)
-		w.stalled = true
-		w.run(dur)
-		w.stalled = false
-		return w, flush(), nil
-	case "move":
+		w.stall(dur)
+		return w.flush(), nil
+	},
+	"move": func(w *world, d *datadriven.TestData) (string, error) {
 		vm := w.s.VMs[arg(d, "vm")]
+		if vm == nil {
+			return "", fmt.Errorf("move: no VM %q", arg(d, "vm"))
+		}
 		vm.MoveTo = arg(d, "to")
-		return w, "ok", nil
-	case "leader-change":
+		return "ok", nil
+	},
+	"leader-change": func(w *world, _ *datadriven.TestData) (string, error) {
 		w.s.LeaderSince = w.now
-		return w, "ok", nil
-	case "migration-fails":
+		return "ok", nil
+	},
+	"migration-fails": func(w *world, d *datadriven.TestData) (string, error) {
 		w.migrateFails[arg(d, "vm")] = true
-		return w, "ok", nil
+		return "ok", nil
+	},
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "(nothing)"
 	}
-	return nil, "", fmt.Errorf("unknown directive %q", d.Cmd)
+	return s
 }
 
 // buildPool reads a pool description, one item a line:
@@ -198,7 +191,7 @@ func buildPool(input string) (*world, error) {
 		}
 	}
 	w := newWorld(t)
-	var placeOn [][2]string
+	placeOn := map[string]string{}
 	for n, line := range lines {
 		f := strings.Fields(line)
 		if len(f) == 0 || f[0] == "timings" {
@@ -207,56 +200,63 @@ func buildPool(input string) (*world, error) {
 		if len(f) < 2 {
 			return nil, fmt.Errorf("line %d: %q names nothing", n+1, line)
 		}
-		names, kv, flags := splitFields(f[1:])
-		var err error
-		switch f[0] {
-		case "host":
-			for _, id := range names {
-				h := &Host{ID: id}
-				if err = hostFields(h, kv, flags); err != nil {
-					break
-				}
-				w.addHost(h)
-			}
-		case "volume":
-			w.s.Volumes[names[0]] = &Volume{ID: names[0], Pool: kv["pool"], Replicas: list(kv["replicas"])}
-		case "vm":
-			vm := &VM{Name: names[0], Restart: RestartAlways, MemKiB: 512 * 1024, CPUs: 1}
-			if err = vmFields(vm, kv, flags); err == nil {
-				w.s.VMs[vm.Name] = vm
-				if on := kv["on"]; on != "" {
-					placeOn = append(placeOn, [2]string{vm.Name, on})
-				}
-			}
-		case "node-rule":
-			r := NodeAffinity{Name: names[0], VMs: list(kv["vms"]), Hosts: map[string]int{}, Strict: flags["strict"]}
-			for _, hp := range list(kv["hosts"]) {
-				id, prio, _ := strings.Cut(hp, ":")
-				p := 0
-				if prio != "" {
-					if p, err = strconv.Atoi(prio); err != nil {
-						break
-					}
-				}
-				r.Hosts[id] = p
-			}
-			w.s.Rules.Nodes = append(w.s.Rules.Nodes, r)
-		case "together", "apart":
-			w.s.Rules.Resources = append(w.s.Rules.Resources, ResourceAffinity{Name: names[0], VMs: list(kv["vms"]), Together: f[0] == "together"})
-		default:
-			err = fmt.Errorf("unknown item %q", f[0])
-		}
-		if err != nil {
+		if err := poolLine(w, f, placeOn); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
 	}
-	for _, p := range placeOn {
-		if w.hosts[p[1]] == nil {
-			return nil, fmt.Errorf("vm %s on unknown host %s", p[0], p[1])
+	for _, vm := range sortedKeys(placeOn) {
+		if w.hosts[placeOn[vm]] == nil {
+			return nil, fmt.Errorf("vm %s on unknown host %s", vm, placeOn[vm])
 		}
-		w.putOn(w.s.VMs[p[0]], p[1])
+		w.putOn(w.s.VMs[vm], placeOn[vm])
 	}
 	return w, nil
+}
+
+// poolLine adds one item of a pool description to w; VMs placed with on=
+// are noted in placeOn.
+func poolLine(w *world, f []string, placeOn map[string]string) error {
+	names, kv, flags := splitFields(f[1:])
+	switch f[0] {
+	case "host":
+		for _, id := range names {
+			h := &Host{ID: id}
+			if err := hostFields(h, kv, flags); err != nil {
+				return err
+			}
+			w.addHost(h)
+		}
+	case "volume":
+		w.s.Volumes[names[0]] = &Volume{ID: names[0], Pool: kv["pool"], Replicas: list(kv["replicas"])}
+	case "vm":
+		vm := &VM{Name: names[0], Restart: RestartAlways, MemKiB: 512 * 1024, CPUs: 1}
+		if err := vmFields(vm, kv, flags); err != nil {
+			return err
+		}
+		w.s.VMs[vm.Name] = vm
+		if on := kv["on"]; on != "" {
+			placeOn[vm.Name] = on
+		}
+	case "node-rule":
+		r := NodeAffinity{Name: names[0], VMs: list(kv["vms"]), Hosts: map[string]int{}, Strict: flags["strict"]}
+		for _, hp := range list(kv["hosts"]) {
+			id, prio, _ := strings.Cut(hp, ":")
+			p := 0
+			if prio != "" {
+				var err error
+				if p, err = strconv.Atoi(prio); err != nil {
+					return fmt.Errorf("node-rule %s hosts=: %w", names[0], err)
+				}
+			}
+			r.Hosts[id] = p
+		}
+		w.s.Rules.Nodes = append(w.s.Rules.Nodes, r)
+	case "together", "apart":
+		w.s.Rules.Resources = append(w.s.Rules.Resources, ResourceAffinity{Name: names[0], VMs: list(kv["vms"]), Together: f[0] == "together"})
+	default:
+		return fmt.Errorf("unknown item %q", f[0])
+	}
+	return nil
 }
 
 // knownFlags are the bare words of a pool line that are not names.

@@ -458,6 +458,47 @@ func (w *world) checkSingleRunner() {
 	}
 }
 
+// flush returns what was logged since the last flush.
+func (w *world) flush() string {
+	out := strings.Join(w.out, "\n")
+	w.out = nil
+	if out == "" {
+		return "(nothing)"
+	}
+	return out
+}
+
+// ack is an operator's acknowledgement that a suspect host is off, after
+// powering it off (or not: an operator can be wrong).
+func (w *world) ack(sh *simHost, powerOff bool) {
+	if powerOff {
+		w.powerOff(sh, "by the operator")
+	}
+	h := w.s.Hosts[sh.id]
+	if err := w.s.RecordProof(Proof{Host: sh.id, Epoch: h.Epoch, Kind: ProofOperator, Method: "operator", At: w.now}); err != nil {
+		w.logf("ack refused: %v", err)
+	}
+}
+
+// vmCrash kills a VM's guest wherever it runs.
+func (w *world) vmCrash(name string) {
+	for _, id := range sortedKeys(w.hosts) {
+		if sh := w.hosts[id]; sh.running[name] && sh.power && !sh.hung {
+			w.stopped(sh, name, true)
+			sh.crashed[name] = true
+			w.logf("%s crashes on %s", name, id)
+		}
+	}
+}
+
+// stall pauses the leader for d: nothing commits while hosts run on.
+func (w *world) stall(d time.Duration) {
+	w.logf("the leader stalls for %v", d)
+	w.stalled = true
+	w.run(d)
+	w.stalled = false
+}
+
 // proofAtOrAfter returns a counting proof for host at epoch or later.
 func (s *State) proofAtOrAfter(host string, epoch uint64) (Proof, bool) {
 	for i := len(s.Proofs) - 1; i >= 0; i-- {
@@ -530,6 +571,9 @@ func (w *world) describe() string {
 // its VMs until its lease ends.
 func (w *world) partition(id string) {
 	sh := w.hosts[id]
+	if sh.cut {
+		return // it sees nothing new
+	}
 	sh.cut = true
 	sh.view = w.s.Clone()
 }
