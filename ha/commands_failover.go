@@ -11,7 +11,7 @@ import (
 
 // The failover commands. Each apply checks everything first and changes the
 // state only after, so that a refusal leaves the state as it was. They are
-// where the FSM enforces the safety rules it can see (DESIGN §4): a stale
+// where the FSM enforces the safety rules it can see: a stale
 // epoch is refused everywhere, and a VM leaves a host only when that host is
 // fenced at the VM's epoch, left the cluster, or no longer runs it.
 

@@ -11,10 +11,10 @@ import (
 // The host agent's decision step, kept free of I/O: given what the cluster
 // wants of this host, what the hypervisor reports and whether the lease
 // holds, it returns the actions to take. agent.go carries them out. Keeping
-// it pure lets every rule of DESIGN §4 that lives on the host be
-// table-tested: act only under a valid lease and the right epoch, never take
-// an unreachable hypervisor for stopped VMs, block the network before
-// anything else when isolating.
+// it pure lets every safety rule that lives on the host be table-tested:
+// act only under a valid lease and the right epoch, never take an
+// unreachable hypervisor for stopped VMs, block the network before anything
+// else when isolating.
 
 // leaseStatus is the agent's view of its own lease.
 type leaseStatus int

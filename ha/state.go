@@ -7,8 +7,8 @@ import (
 	"github.com/xenha/xenha/xenctl"
 )
 
-// The replicated state (DESIGN §3). Everything here is changed only by applying
-// committed commands, so every member holds the same values at the same log
+// The replicated state: hosts, VMs, volumes, fence records and incidents.
+// Everything here is changed only by applying committed commands, so every member holds the same values at the same log
 // index. Times in it come from the command that set them (the proposer's clock),
 // never from the applying member's clock, so that apply is deterministic.
 
