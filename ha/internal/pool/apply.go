@@ -84,6 +84,18 @@ func (s *State) Register(host string, epoch uint64, now time.Time) error {
 	return nil
 }
 
+// Leave removes a host from the pool. It is not fenced: its VMs move once
+// it has been silent past ReassignAfter, by when its lease has run out.
+func (s *State) Leave(host string) error {
+	h := s.Hosts[host]
+	if h == nil {
+		return refuse("host %s is not a member", host)
+	}
+	h.State = HostLeft
+	s.Index++
+	return nil
+}
+
 // SetMaintenance moves a host between online and maintenance.
 func (s *State) SetMaintenance(host string, on bool) error {
 	h := s.Hosts[host]

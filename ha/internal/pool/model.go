@@ -272,14 +272,4 @@ func (s *State) silence(h *Host, now time.Time) time.Duration {
 	return now.Sub(from)
 }
 
-// proofFor returns the newest counting proof for host at epoch.
-func (s *State) proofFor(host string, epoch uint64) (Proof, bool) {
-	for i := len(s.Proofs) - 1; i >= 0; i-- {
-		if p := s.Proofs[i]; p.Host == host && p.Epoch == epoch && p.Kind.Counts() {
-			return p, true
-		}
-	}
-	return Proof{}, false
-}
-
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

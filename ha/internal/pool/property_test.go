@@ -86,8 +86,23 @@ func randomEvent(rt *rapid.T, w *world, hosts, vms []string, i int) {
 	vm := rapid.SampledFrom(vms).Draw(rt, label("vm"))
 	switch ev := rapid.SampledFrom([]string{
 		"crash", "hang", "partition", "heal", "power-on", "ack", "fence-script", "vm-crash",
-		"maintenance", "storage-lost", "clock-jump", "move", "leader-change", "migration-fails",
+		"maintenance", "storage-lost", "clock-jump", "move", "leader-change", "migration-fails", "migration-slow", "remove",
 	}).Draw(rt, label("event")); ev {
+	case "migration-slow":
+		w.migrateSteps[vm] = rapid.IntRange(1, 12).Draw(rt, label("migration steps"))
+	case "remove":
+		// At most one host leaves, so that some remain to run VMs. A
+		// removed host is not fenced: the pool counts on it to isolate its
+		// VMs when its lease ends, which a hung host does not do (a gap
+		// the model shares with ha, not tested here).
+		if !w.removedOne && !sh.hung {
+			w.removedOne = true
+			_ = w.s.Leave(sh.id)
+		}
+	case "hang":
+		if w.s.Hosts[sh.id].State != HostLeft {
+			sh.hung = sh.power
+		}
 	case "ack":
 		// An operator who powered the host off; a wrong one is beyond
 		// what the pool can keep safe.

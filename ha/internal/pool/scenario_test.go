@@ -33,6 +33,8 @@ import (
 //	                  (still-on: acknowledges it without powering it off)
 //	leader-change     a new leader takes over now
 //	migration-fails vm=V
+//	migration-slow vm=V steps=N  its next live migration lasts N steps
+//	remove host=H     an operator removes H from the pool (it is not fenced)
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata/scenarios", func(t *testing.T, path string) {
 		var w *world
@@ -159,6 +161,20 @@ var directives = map[string]func(w *world, d *datadriven.TestData) (string, erro
 	},
 	"migration-fails": func(w *world, d *datadriven.TestData) (string, error) {
 		w.migrateFails[arg(d, "vm")] = true
+		return "ok", nil
+	},
+	"migration-slow": func(w *world, d *datadriven.TestData) (string, error) {
+		n, err := strconv.Atoi(arg(d, "steps"))
+		if err != nil {
+			return "", fmt.Errorf("migration-slow steps=: %w", err)
+		}
+		w.migrateSteps[arg(d, "vm")] = n
+		return "ok", nil
+	},
+	"remove": func(w *world, d *datadriven.TestData) (string, error) {
+		if err := w.s.Leave(arg(d, "host")); err != nil {
+			return err.Error(), nil
+		}
 		return "ok", nil
 	},
 }

@@ -23,12 +23,16 @@ type world struct {
 	// ok (verified-off), self (no device: nothing), fail, timeout,
 	// unverified. The default is ok.
 	fence map[string][]string
-	// migrateFails makes the next live migration of a VM fail.
+	// migrateFails makes the next live migration of a VM fail;
+	// migrateSteps makes it last that many steps.
 	migrateFails map[string]bool
+	migrateSteps map[string]int
 	lastRan      map[string]ran
 	// stalled: the leader is paused, so nothing commits (no renewal, no
 	// report, no plan) while hosts' clocks run on.
-	stalled    bool
+	stalled bool
+	// removedOne: the property test removed a host already.
+	removedOne bool
 	prevPlan   map[string]bool
 	out        []string
 	violations []string
@@ -64,7 +68,7 @@ func newWorld(t Timings) *world {
 	s.LeaderSince = base.Add(-time.Minute)
 	return &world{
 		s: s, base: base, now: base, step: 250 * time.Millisecond,
-		hosts: map[string]*simHost{}, fence: map[string][]string{}, migrateFails: map[string]bool{},
+		hosts: map[string]*simHost{}, fence: map[string][]string{}, migrateFails: map[string]bool{}, migrateSteps: map[string]int{},
 		lastRan: map[string]ran{}, prevPlan: map[string]bool{},
 	}
 }
@@ -234,6 +238,9 @@ func (w *world) renew(sh *simHost) {
 	if h.State == HostJoining {
 		w.register(sh)
 	}
+	if h.State == HostLeft {
+		return // removed: its renewals are refused, and its lease runs out
+	}
 	if err := w.s.Renew(sh.id, sh.epoch, w.now); err == nil {
 		sh.leaseUntil = w.now.Add(w.s.Timings.Lease)
 	}
@@ -277,7 +284,9 @@ func (w *world) agent(sh *simHost, view *State) {
 }
 
 func (w *world) start(sh *simHost, vm *VM) {
-	if r, ok := w.lastRan[vm.Name]; ok && r.host != sh.id && !r.clean {
+	// A removed host is the one exception: it is not fenced, and the pool
+	// waits out its lease instead (the single-runner check still holds it).
+	if r, ok := w.lastRan[vm.Name]; ok && r.host != sh.id && !r.clean && w.s.Hosts[r.host].State != HostLeft {
 		if _, proven := w.s.proofAtOrAfter(r.host, r.epoch); !proven {
 			w.violate("%s started on %s before a fence proof of %s (epoch %d), where it last ran", vm.Name, sh.id, r.host, r.epoch)
 		}
@@ -327,6 +336,10 @@ func (w *world) finishMigrations() {
 		vm := w.s.VMs[name]
 		mg := vm.Migrating
 		if mg == nil || w.s.Hosts[mg.From].State == HostFenced {
+			continue
+		}
+		if w.migrateSteps[name] > 0 {
+			w.migrateSteps[name]--
 			continue
 		}
 		from, to := w.hosts[mg.From], w.hosts[mg.To]
