@@ -53,15 +53,31 @@ var Scorers = []Scorer{
 	{"spread", scoreSpread},
 }
 
+// refused is what a filter returns in a quiet round: the round only needs
+// to know which hosts fit, and says why none does only when none does.
+const refused = "refused"
+
+// explain returns why(), or refused in a quiet round: formatting a reason
+// for every refused host of every VM cost more than placing them.
+func (c *round) explain(why func() string) string {
+	if c.quiet {
+		return refused
+	}
+	return why()
+}
+
 // preferenceScorers is how many of Scorers express where a VM wants to be
 // (rather than load): failback compares hosts on these only.
 const preferenceScorers = 3
 
-func rejectHostState(_ *round, _ *VM, r *room) string {
+func rejectHostState(c *round, _ *VM, r *room) string {
 	switch {
 	case r.h.Witness:
 		return "is a witness"
 	case r.h.State != HostOnline:
+		if c.quiet {
+			return refused
+		}
 		return "is " + string(r.h.State)
 	}
 	return ""
@@ -76,7 +92,15 @@ func rejectRelocation(c *round, vm *VM, r *room) string {
 	return ""
 }
 
-func rejectCapacity(_ *round, vm *VM, r *room) string {
+func rejectCapacity(c *round, vm *VM, r *room) string {
+	memShort := r.h.MemKiB > 0 && r.memFree < vm.MemKiB
+	cpuShort := r.h.CPUs > 0 && r.cpuFree < vm.CPUs
+	if !memShort && !cpuShort {
+		return ""
+	}
+	if c.quiet {
+		return refused
+	}
 	var why []string
 	if r.h.MemKiB > 0 && r.memFree < vm.MemKiB {
 		why = append(why, fmt.Sprintf("%d MiB free of the %d needed", max(r.memFree, 0)/1024, vm.MemKiB/1024))
@@ -84,13 +108,10 @@ func rejectCapacity(_ *round, vm *VM, r *room) string {
 	if r.h.CPUs > 0 && r.cpuFree < vm.CPUs {
 		why = append(why, fmt.Sprintf("%d vCPUs free of the %d needed", max(r.cpuFree, 0), vm.CPUs))
 	}
-	if len(why) == 0 {
-		return ""
-	}
 	return "has " + strings.Join(why, " and ")
 }
 
-func rejectHostTags(_ *round, vm *VM, r *room) string {
+func rejectHostTags(c *round, vm *VM, r *room) string {
 	var missing []string
 	for _, t := range vm.Tags {
 		if !slices.Contains(r.h.Tags, t) {
@@ -98,7 +119,7 @@ func rejectHostTags(_ *round, vm *VM, r *room) string {
 		}
 	}
 	if len(missing) > 0 {
-		return "lacks tag " + strings.Join(missing, ", ")
+		return c.explain(func() string { return "lacks tag " + strings.Join(missing, ", ") })
 	}
 	return ""
 }
@@ -106,7 +127,7 @@ func rejectHostTags(_ *round, vm *VM, r *room) string {
 func rejectStorage(c *round, vm *VM, r *room) string {
 	for _, id := range vm.Volumes {
 		if v := c.s.Volumes[id]; v != nil && v.Pool != "" && slices.Contains(r.h.Lost, v.Pool) {
-			return fmt.Sprintf("cannot reach storage pool %s (volume %s)", v.Pool, id)
+			return c.explain(func() string { return fmt.Sprintf("cannot reach storage pool %s (volume %s)", v.Pool, id) })
 		}
 	}
 	return ""
@@ -115,7 +136,7 @@ func rejectStorage(c *round, vm *VM, r *room) string {
 func rejectReplica(c *round, vm *VM, r *room) string {
 	for _, id := range vm.Volumes {
 		if v := c.s.Volumes[id]; v != nil && len(v.Replicas) > 0 && !slices.Contains(v.Replicas, r.h.ID) {
-			return "holds no replica of volume " + id
+			return c.explain(func() string { return "holds no replica of volume " + id })
 		}
 	}
 	return ""
@@ -124,7 +145,7 @@ func rejectReplica(c *round, vm *VM, r *room) string {
 func rejectNodeAffinity(c *round, vm *VM, r *room) string {
 	if n := c.s.Rules.nodeRule(vm.Name); n != nil && n.Strict {
 		if _, ok := n.Hosts[r.h.ID]; !ok {
-			return "is not in strict rule " + n.Name
+			return c.explain(func() string { return "is not in strict rule " + n.Name })
 		}
 	}
 	return ""
@@ -133,7 +154,7 @@ func rejectNodeAffinity(c *round, vm *VM, r *room) string {
 func rejectAntiAffinity(c *round, vm *VM, r *room) string {
 	if g := vm.AntiAffinity; g != "" {
 		if o := c.anti[r.h.ID][g]; o != "" && o != vm.Name {
-			return fmt.Sprintf("runs %s (anti-affinity group %s)", o, g)
+			return c.explain(func() string { return fmt.Sprintf("runs %s (anti-affinity group %s)", o, g) })
 		}
 	}
 	for _, a := range c.s.Rules.Resources {
@@ -142,7 +163,7 @@ func rejectAntiAffinity(c *round, vm *VM, r *room) string {
 		}
 		for _, o := range a.VMs {
 			if o != vm.Name && c.at(o) == r.h.ID {
-				return fmt.Sprintf("runs %s (%s)", o, a.Name)
+				return c.explain(func() string { return fmt.Sprintf("runs %s (%s)", o, a.Name) })
 			}
 		}
 	}
@@ -152,7 +173,7 @@ func rejectAntiAffinity(c *round, vm *VM, r *room) string {
 func rejectColocation(c *round, vm *VM, r *room) string {
 	if g := vm.Affinity; g != "" {
 		if at, ok := c.aff[g]; ok && at[1] != vm.Name && at[0] != r.h.ID {
-			return fmt.Sprintf("is not %s, where %s runs (affinity group %s)", at[0], at[1], g)
+			return c.explain(func() string { return fmt.Sprintf("is not %s, where %s runs (affinity group %s)", at[0], at[1], g) })
 		}
 	}
 	for _, a := range c.s.Rules.Resources {
@@ -161,7 +182,7 @@ func rejectColocation(c *round, vm *VM, r *room) string {
 		}
 		for _, o := range a.VMs {
 			if at := c.at(o); o != vm.Name && at != "" && at != r.h.ID {
-				return fmt.Sprintf("is not %s, where %s runs (%s)", at, o, a.Name)
+				return c.explain(func() string { return fmt.Sprintf("is not %s, where %s runs (%s)", at, o, a.Name) })
 			}
 		}
 	}

@@ -42,6 +42,8 @@ type round struct {
 	// rather than walk every VM.
 	anti map[string]map[string]string
 	aff  map[string][2]string
+	// quiet: filters say only whether they refuse, not why.
+	quiet bool
 }
 
 // startLess orders VMs for placement and start: restart before best-effort,
@@ -133,34 +135,40 @@ func (c *round) at(name string) string {
 // pick runs the filters over every host and returns the best-scoring host
 // that passed them all, or nil and why none did.
 func (c *round) pick(vm *VM, skip ...string) (*room, string) {
-	var fits []*room
-	var why []string
-	byFilter := map[string]int{}
+	var best *room
+	c.quiet = true
 	for _, id := range c.ids {
 		r := c.rooms[id]
-		if name, reason := c.rejectBy(vm, r, skip...); reason != "" {
-			why = append(why, id+" "+reason)
-			byFilter[name]++
+		if _, reason := c.rejectBy(vm, r, skip...); reason != "" {
 			continue
 		}
-		fits = append(fits, r)
-	}
-	if len(fits) == 0 {
-		switch {
-		case len(why) == byFilter["host-state"]:
-			return nil, "no eligible host: " + orNone(why)
-		case byFilter["capacity"] > 0:
-			return nil, "no capacity: " + strings.Join(why, "; ") + "; waiting for room (add a host, stop a VM or lower its size)"
-		}
-		return nil, "no host fits: " + strings.Join(why, "; ")
-	}
-	best := fits[0]
-	for _, r := range fits[1:] {
-		if c.compare(vm, r, best, len(Scorers)) > 0 {
+		if best == nil || c.compare(vm, r, best, len(Scorers)) > 0 {
 			best = r
 		}
 	}
-	return best, ""
+	c.quiet = false
+	if best != nil {
+		return best, ""
+	}
+	return nil, c.whyNone(vm, skip...)
+}
+
+// whyNone says why no host takes vm, host by host.
+func (c *round) whyNone(vm *VM, skip ...string) string {
+	var why []string
+	byFilter := map[string]int{}
+	for _, id := range c.ids {
+		name, reason := c.rejectBy(vm, c.rooms[id], skip...)
+		why = append(why, id+" "+reason)
+		byFilter[name]++
+	}
+	switch {
+	case len(why) == byFilter["host-state"]:
+		return "no eligible host: " + orNone(why)
+	case byFilter["capacity"] > 0:
+		return "no capacity: " + strings.Join(why, "; ") + "; waiting for room (add a host, stop a VM or lower its size)"
+	}
+	return "no host fits: " + strings.Join(why, "; ")
 }
 
 func orNone(why []string) string {
@@ -301,6 +309,8 @@ func (g *gates) until(vm *VM) time.Time {
 // host where VMs already leaving free enough room comes with no victims.
 func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []string, bool) {
 	bestHost, best, found := "", []string(nil), false
+	c.quiet = true
+	defer func() { c.quiet = false }()
 	for _, id := range c.ids {
 		r := c.rooms[id]
 		if c.reject(vm, r, "capacity") != "" {
