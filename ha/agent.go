@@ -38,8 +38,8 @@ type agent struct {
 	kick chan struct{}
 
 	mu         sync.Mutex
-	started    map[string]int    // VM → LocalRestarts when this agent last started it
-	paused     map[string]uint64 // VM → epoch when isolation paused it
+	started    map[string]startMark // VM → its mark when this agent last started it
+	paused     map[string]uint64    // VM → epoch when isolation paused it
 	attached   map[string]time.Time
 	busy       map[string]bool // VMs with a slow action under way
 	isolated   bool
@@ -53,7 +53,7 @@ func newAgent(f *failover) *agent {
 		f:        f,
 		hv:       f.cfg.Hypervisor,
 		kick:     make(chan struct{}, 1),
-		started:  map[string]int{},
+		started:  map[string]startMark{},
 		paused:   map[string]uint64{},
 		attached: map[string]time.Time{},
 		busy:     map[string]bool{},
@@ -317,7 +317,7 @@ func (a *agent) do(ctx context.Context, act action, v view, epoch uint64) {
 		vm := v.desired[act.VM]
 		err = a.start(sctx, vm, v)
 		a.mu.Lock()
-		a.started[act.VM] = vm.LocalRestarts
+		a.started[act.VM] = markOf(vm)
 		a.mu.Unlock()
 	case actStop:
 		// A guest may take releaseGrace to shut down: never hold the loop

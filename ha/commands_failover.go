@@ -12,7 +12,7 @@ import (
 
 // The failover commands. Each apply checks everything first and changes the
 // state only after, so that a refusal leaves the state as it was. They are
-// where the FSM enforces the safety rules it can see (DESIGN §4): a stale
+// where the FSM enforces the safety rules it can see: a stale
 // epoch is refused everywhere, and a VM leaves a host only when that host is
 // fenced at the VM's epoch, left the cluster, or no longer runs it.
 
@@ -468,6 +468,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 		}
 		from := vm.Host
 		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating = mv.Host, t.Epoch, "", nil
+		vm.Assigned = m.Index
 		if vm.MoveTo == mv.Host {
 			vm.MoveTo = ""
 		}

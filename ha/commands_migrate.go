@@ -85,6 +85,7 @@ func (c *migratedCmd) apply(s *State, m applyMeta) (any, error) {
 	// The target received it at ToEpoch: if it was fenced since, the VM is
 	// a fenced host's VM like any other and recovered as such.
 	vm.Host, vm.OwnerEpoch, vm.Pending, vm.LocalRestarts = c.To, mig.ToEpoch, "", 0
+	vm.Assigned = m.Index
 	if vm.MoveTo == c.To {
 		vm.MoveTo = ""
 	}

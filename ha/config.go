@@ -285,7 +285,8 @@ func (c *Config) Validate() error {
 	return validateFailover(c)
 }
 
-// validateTimings checks the lease relations DESIGN §4 depends on.
+// validateTimings checks the lease relations the safety rules depend on:
+// a host's lease must end before anyone may reassign its VMs.
 func (c *Config) validateTimings() error {
 	bad := func(field, format string, args ...any) error {
 		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}

@@ -11,8 +11,9 @@ import (
 	"github.com/xenha/xenha/netguard"
 )
 
-// Isolation and the single network owner (DESIGN §4.4 and §4.6). The guard
-// of a host allows a VM's MACs only while the VM is assigned here at this
+// Isolation and the single network owner: a VM's traffic is let through on
+// at most one host, and a host that loses its lease cuts its VMs off. The
+// guard of a host allows a VM's MACs only while the VM is assigned here at this
 // host's epoch, executes here, and the lease is valid; everything else the
 // cluster knows is blocked. When the lease is about to run out the whole
 // guard goes to BlockAll before any VM is paused or stopped, so a VM the

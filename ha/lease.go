@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// A host's lease (DESIGN §4.3). The host records its monotonic time t0
+// A host's lease: a host runs VMs only under it, so that leadership is
+// never taken for ownership. The host records its monotonic time t0
 // before it proposes lease.renew; once the renewal commits unrefused, the
 // lease is valid until t0 + Lease on the host's own clock. The leader counts
 // silence from the moment it applied the renewal, which is after t0, and

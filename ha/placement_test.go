@@ -76,7 +76,7 @@ func TestPlace(t *testing.T) {
 			},
 			want:     []string{"be", "r"},
 			assign:   []Assignment{{"r", "h1"}},
-			unplaced: map[string]string{"be": "lack 2048 MiB"},
+			unplaced: map[string]string{"be": "0 MiB free of the 2048 needed"},
 		},
 		{
 			name:     "vcpu capacity",
@@ -84,7 +84,7 @@ func TestPlace(t *testing.T) {
 			vms:      []*VM{testVM("a", 1, 2, Policy{}), testVM("b", 1, 1, Policy{})},
 			want:     []string{"a", "b"},
 			assign:   []Assignment{{"a", "h1"}},
-			unplaced: map[string]string{"b": "lack 1 free vCPUs"},
+			unplaced: map[string]string{"b": "0 vCPUs free of the 1 needed"},
 		},
 		{
 			name:  "anti-affinity keeps a group apart",
@@ -96,7 +96,7 @@ func TestPlace(t *testing.T) {
 			},
 			want:     []string{"db1", "db2", "db3"},
 			assign:   []Assignment{{"db1", "h1"}, {"db2", "h2"}},
-			unplaced: map[string]string{"db3": `anti-affinity group "db"`},
+			unplaced: map[string]string{"db3": "h1 runs db1 (anti-affinity group db)"},
 		},
 		{
 			name: "witness, suspect, fenced and maintenance hosts get nothing",

@@ -11,10 +11,10 @@ import (
 // The host agent's decision step, kept free of I/O: given what the cluster
 // wants of this host, what the hypervisor reports and whether the lease
 // holds, it returns the actions to take. agent.go carries them out. Keeping
-// it pure lets every rule of DESIGN §4 that lives on the host be
-// table-tested: act only under a valid lease and the right epoch, never take
-// an unreachable hypervisor for stopped VMs, block the network before
-// anything else when isolating.
+// it pure lets every safety rule that lives on the host be table-tested:
+// act only under a valid lease and the right epoch, never take an
+// unreachable hypervisor for stopped VMs, block the network before anything
+// else when isolating.
 
 // leaseStatus is the agent's view of its own lease.
 type leaseStatus int
@@ -62,10 +62,11 @@ type reconcileInput struct {
 	// not be read.
 	Domains    []xenctl.Domain
 	DomainsErr error
-	// Started maps a VM to the VM.LocalRestarts value under which this agent
-	// last started it: a VM that stopped since is started again only once the
-	// leader grants a restart (LocalRestarts grows).
-	Started map[string]int
+	// Started maps a VM to the mark under which this agent last started it:
+	// a VM that stopped since is started again only under a new mark, that
+	// is once the leader grants a restart (LocalRestarts grows) or gives the
+	// VM to this host anew (Assigned moves).
+	Started map[string]startMark
 	// Paused maps a VM this agent paused while isolating to the epoch it
 	// held then (informational: any paused VM that is ours is resumed).
 	Paused map[string]uint64
@@ -166,8 +167,8 @@ func reconcile(in reconcileInput) plan {
 		case defined && d.State.Active():
 			// Running (or shutting down / suspended by the guest): leave it.
 		default:
-			n, started := in.Started[name]
-			if !started || vm.LocalRestarts > n {
+			m, started := in.Started[name]
+			if !started || m != markOf(vm) {
 				starts = append(starts, vm)
 			}
 		}
@@ -178,6 +179,18 @@ func reconcile(in reconcileInput) plan {
 	}
 	return p
 }
+
+// startMark identifies one start of a VM by this host's agent. Counting
+// restarts alone is not enough: a VM taken off this host (maintenance, a
+// drain) and given back with its restart count reset to the same value
+// would never be started again, as the leader grants no restart to a VM
+// with MaxLocalRestarts 0 and has nowhere else to put it.
+type startMark struct {
+	Assigned uint64
+	Restarts int
+}
+
+func markOf(vm *VM) startMark { return startMark{Assigned: vm.Assigned, Restarts: vm.LocalRestarts} }
 
 func mapKeysD[V any](m map[string]V) func(func(string) bool) { return mapKeys(m) }
 

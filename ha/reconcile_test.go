@@ -50,14 +50,21 @@ func TestReconcile(t *testing.T) {
 		},
 		{
 			name: "a crashed VM waits for the leader's restart grant",
-			in: reconcileInput{Desired: map[string]*VM{"a": vm("a", 0, 0)}, Started: map[string]int{"a": 0},
+			in: reconcileInput{Desired: map[string]*VM{"a": vm("a", 0, 0)}, Started: map[string]startMark{"a": {}},
 				Domains: []xenctl.Domain{dom("a", xenctl.StateCrashed)}},
 			want: "",
 		},
 		{
 			name: "a granted restart starts it again",
-			in: reconcileInput{Desired: map[string]*VM{"a": vm("a", 1, 0)}, Started: map[string]int{"a": 0},
+			in: reconcileInput{Desired: map[string]*VM{"a": vm("a", 1, 0)}, Started: map[string]startMark{"a": {}},
 				Domains: []xenctl.Domain{dom("a", xenctl.StateCrashed)}},
+			want: "start a",
+		},
+		{
+			name: "a VM given back to this host is started again without a restart grant",
+			in: reconcileInput{Desired: map[string]*VM{"a": {Name: "a", Assigned: 9, Policy: Policy{Restart: RestartAlways}}},
+				Started: map[string]startMark{"a": {Assigned: 4}},
+				Domains: []xenctl.Domain{dom("a", xenctl.StateShutoff)}},
 			want: "start a",
 		},
 		{

@@ -15,8 +15,8 @@ import (
 	"github.com/xenha/xenha/xenctl"
 )
 
-// The leader's incident controller: suspect → fence → place → assign
-// (DESIGN §5). It keeps no state of its own that matters: every step reads
+// The leader's incident controller: suspect → fence → place → assign.
+// It keeps no state of its own that matters: every step reads
 // the replicated state and commits its outcome, so a new leader (after a
 // Barrier) continues any incident where the old one stopped.
 

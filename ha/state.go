@@ -7,8 +7,8 @@ import (
 	"github.com/xenha/xenha/xenctl"
 )
 
-// The replicated state (DESIGN §3). Everything here is changed only by applying
-// committed commands, so every member holds the same values at the same log
+// The replicated state: hosts, VMs, volumes, fence records and incidents.
+// Everything here is changed only by applying committed commands, so every member holds the same values at the same log
 // index. Times in it come from the command that set them (the proposer's clock),
 // never from the applying member's clock, so that apply is deterministic.
 
@@ -136,6 +136,10 @@ type VM struct {
 	// that host next; placement honours it when the host has room.
 	MoveTo        string `json:"move_to,omitempty"`
 	LocalRestarts int    `json:"local_restarts"`
+	// Assigned is the log index of the command that gave the VM its Host.
+	// A host's agent starts a VM once per assignment and restart grant: a
+	// VM given back to a host that ran it before is a new start there.
+	Assigned uint64 `json:"assigned,omitempty"`
 	// Released is the log index at which the VM was last taken off a
 	// healthy host (migration, drain, relocation); it may run elsewhere
 	// only after that host reported it stopped from a view at least this new.

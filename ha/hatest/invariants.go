@@ -14,7 +14,7 @@ import (
 )
 
 // Invariants samples the world continuously while a test runs and records
-// every violation of xenha's safety rules (DESIGN §4):
+// every violation of xenha's safety rules:
 //
 //   - single runner: a VM's domain is active on at most one host;
 //   - fence before recover: when a VM starts running on a host other than
