@@ -73,6 +73,23 @@ type File struct {
 	// unless it gets its lease back within the timeout. It disarms the
 	// device only when it stops cleanly with no pool VM left running.
 	Watchdog *Watchdog `json:"watchdog,omitempty"`
+	// API is where examples/xenha serves its HTTP API (examples/daemon
+	// ignores it).
+	API *API `json:"api,omitempty"`
+}
+
+// API configures the operator HTTP API of examples/xenha.
+type API struct {
+	// Listen is the mutual-TLS address of the API (reads for any
+	// certificate of the pool's CA, writes for operator certificates).
+	Listen string `json:"listen"`
+	// StatusListen, if set, also serves the status page, /metrics and the
+	// read endpoints without TLS, for Prometheus and a browser; keep it on
+	// loopback or a management network.
+	StatusListen string `json:"status_listen,omitempty"`
+	// CRL names the revocation list (xenha ca revoke writes crl.pem); the
+	// API refuses the certificates it lists. Read at start.
+	CRL string `json:"crl,omitempty"`
 }
 
 // Watchdog configures fence/watchdog's Keeper.
@@ -168,6 +185,20 @@ func LoadFile(path string) (*File, error) {
 // and inconsistent settings with an error wrapping ErrConfig that names the
 // field to fix.
 func Decode(r io.Reader) (*File, error) {
+	f, err := Parse(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Parse reads a configuration strictly (unknown keys, wrong types and
+// trailing data are refused, with the line and column) without checking
+// its values: Check lists those problems.
+func Parse(r io.Reader) (*File, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read: %v", ErrConfig, err)
@@ -183,9 +214,6 @@ func Decode(r io.Reader) (*File, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the configuration object", ErrConfig)
-	}
-	if err := f.check(); err != nil {
-		return nil, err
 	}
 	return &f, nil
 }
@@ -295,6 +323,14 @@ func (f *File) problems() []error {
 			add("storage", "%q listed twice", k)
 		}
 		seen[k] = true
+	}
+	if f.API != nil {
+		if _, _, err := net.SplitHostPort(f.API.Listen); err != nil {
+			add("api.listen", "%q is not host:port (%v)", f.API.Listen, err)
+		}
+		if _, _, err := net.SplitHostPort(f.API.StatusListen); f.API.StatusListen != "" && err != nil {
+			add("api.status_listen", "%q is not host:port (%v)", f.API.StatusListen, err)
+		}
 	}
 	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
 		add("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
