@@ -4,7 +4,7 @@ PKGS ?= ./...
 TESTFLAGS ?= -race -timeout 25m
 BENCHTIME ?= 1x
 
-.PHONY: all deps demo test fmt-check vet unit bench
+.PHONY: all deps demo demo-daemons test fmt-check vet unit bench
 
 all: test
 
@@ -13,6 +13,11 @@ deps:
 
 demo: deps
 	$(GO) run ./examples/demo $(DEMOFLAGS)
+
+# Three xenha daemons from config files, driven with the xenha CLI
+# (scripts/demo-daemons.sh stop ends them).
+demo-daemons: deps
+	@bash scripts/demo-daemons.sh start
 
 test: deps fmt-check vet
 	$(GO) test $(TESTFLAGS) $(PKGS)

@@ -14,6 +14,8 @@ packages=(
 	openipmi ipmitool fence-agents
 	# storage: userspace servers and the host-mode tools
 	nbd-server nbd-client tgt open-iscsi nfs-ganesha nfs-ganesha-vfs rpcbind drbd-utils util-linux
+	# examples/xenha: its status page tested in a real headless browser; promtool checks its alert rules
+	chromium prometheus
 )
 
 missing=()

@@ -281,7 +281,8 @@ func (a *api) fences(w http.ResponseWriter, r *http.Request) {
 }
 
 // eventsHandler answers with the member's recent events, or, with
-// ?follow=1, streams them as server-sent events until the client leaves.
+// ?follow=1, streams the events from now on as server-sent events until the
+// client leaves.
 func (a *api) eventsHandler(w http.ResponseWriter, r *http.Request) {
 	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
 	ch, recent, stop := a.events.follow()
@@ -301,9 +302,7 @@ func (a *api) eventsHandler(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(ev)
 		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Kind, b)
 	}
-	for _, ev := range recent {
-		send(ev)
-	}
+	// Like tail -f with no back-log: GET without follow gives the past.
 	fmt.Fprint(w, ": following\n\n")
 	flusher.Flush()
 	keepalive := time.NewTicker(15 * time.Second)
