@@ -71,8 +71,12 @@ func newMetrics(c *ha.Cluster, reconcile prometheus.Counter) *metrics {
 		reconcile: reconcile,
 		fenced:    map[string]bool{}, attempts: map[string]int{}, closed: map[string]bool{},
 	}
-	m.reg.MustRegister(m.fences, m.fenceAttempts, m.failovers, m.phase, m.total, m.refused, m.reconcile, (*gauges)(m))
+	m.reg.MustRegister(m.collectors()...)
 	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.fences, m.fenceAttempts, m.failovers, m.phase, m.total, m.refused, m.reconcile, (*gauges)(m)}
 }
 
 // follow counts what the member applies until ctx ends.
