@@ -549,15 +549,41 @@ func cmdPutVM(cl *client, args []string) int {
 	})
 }
 
+// cmdRemoveVM stops the VM through the pool (Stopped), waits until no host
+// holds it, then deletes it: the library deletes only unplaced VMs, so that
+// no host is left running a VM the pool has forgotten.
 func cmdRemoveVM(cl *client, args []string) int {
 	if len(args) != 1 {
 		return cl.usageErr("name one VM")
 	}
-	return cl.act(http.MethodDelete, "/v1/vms/"+url.PathEscape(args[0]), nil, func(s *waitState) (bool, string) {
-		if s.vm(args[0]) != nil {
-			return false, "VM " + args[0] + " still listed"
+	name := args[0]
+	path := "/v1/vms/" + url.PathEscape(name)
+	var vm ha.VM
+	if code := cl.do(http.MethodGet, path, nil, &vm); code != exitOK {
+		return code
+	}
+	if vm.Host != "" {
+		if !vm.Stopped {
+			vm.Stopped = true
+			if code := cl.do(http.MethodPut, path, vm, nil); code != exitOK {
+				return code
+			}
 		}
-		return true, "VM " + args[0] + " removed"
+		for deadline := time.Now().Add(cl.timeout); vm.Host != ""; time.Sleep(250 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				fmt.Fprintf(cl.stderr, "xenha remove-vm: %s still placed on %s after %v: it is stopped; run remove-vm again later\n", name, vm.Host, cl.timeout)
+				return exitTimeout
+			}
+			if code := cl.do(http.MethodGet, path, nil, &vm); code != exitOK {
+				return code
+			}
+		}
+	}
+	return cl.act(http.MethodDelete, path, nil, func(s *waitState) (bool, string) {
+		if s.vm(name) != nil {
+			return false, "VM " + name + " still listed"
+		}
+		return true, "VM " + name + " removed"
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/xenha/xenha/examples/internal/member"
@@ -141,6 +142,11 @@ func build(ctx context.Context, f *File, log *slog.Logger, rn *renewals) (ha.Con
 		}
 		closers = append(closers, func() { h.Close() })
 		cfg.Hypervisor = h
+		if strings.HasPrefix(f.Hypervisor, "test:") {
+			// libvirt's test driver has no virDomainMigrate3: offering live
+			// migration would leave every move stuck retrying it.
+			cfg.Hypervisor = noLiveMigration{Hypervisor: h}
+		}
 	}
 	if f.Netguard != nil {
 		var opts []nft.Option
@@ -227,6 +233,14 @@ func fencers(ctx context.Context, cfg map[string][]FenceLevel, set *fencerSet) (
 		return nil, fmt.Errorf("%w: fence: %v", ErrConfig, err)
 	}
 	return c, nil
+}
+
+// noLiveMigration is a libvirt hypervisor that does not offer live
+// migration (xenctl.Migrator): the Migrate field hides the method, so ha
+// moves VMs by stop and start. Watching and pausing still work.
+type noLiveMigration struct {
+	*libvirt.Hypervisor
+	Migrate struct{}
 }
 
 // hostFencers sends each host to its own fencer.
