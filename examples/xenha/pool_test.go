@@ -418,9 +418,23 @@ func TestPoolFromConfigFiles(t *testing.T) {
 		if v := p.vm("web2"); v.Host != "h1" || vmState(v) != "running" {
 			t.Fatalf("web2 after migrate --wait: host %q, %s", v.Host, vmState(v))
 		}
-		p.ok("remove-vm", "web2", "--wait", "--timeout", "60s")
-		if _, _, code := p.xenha(p.server(), p.env, "vm", "web2"); code != exitNotFound {
-			t.Fatalf("vm web2 after remove-vm --wait: exit %d, want %d", code, exitNotFound)
+		// This pool version deletes only VMs no host holds: remove-vm stops
+		// web2 and reports the library's refusal.
+		if _, errOut, code := p.xenha(p.server(), p.env, "remove-vm", "web2", "--timeout", "60s"); code != exitFailure || !strings.Contains(errOut, "unplaced") {
+			t.Fatalf("remove-vm of a placed VM: exit %d (%s), want %d and the library's refusal", code, errOut, exitFailure)
+		}
+		if v := p.vm("web2"); !v.Stopped || v.Observed.State.Active() {
+			t.Fatalf("web2 after remove-vm: stopped %v, observed %s", v.Stopped, v.Observed.State)
+		}
+		// A VM that never ran is removed.
+		stopped := strings.Replace(strings.ReplaceAll(vm, "web2", "web3"), `"policy"`, `"stopped": true, "policy"`, 1)
+		if err := os.WriteFile(file, []byte(stopped), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.ok("put-vm", file)
+		p.ok("remove-vm", "web3", "--wait")
+		if _, _, code := p.xenha(p.server(), p.env, "vm", "web3"); code != exitNotFound {
+			t.Fatalf("vm web3 after remove-vm --wait: exit %d, want %d", code, exitNotFound)
 		}
 	})
 	t.Run("events", func(t *testing.T) {
