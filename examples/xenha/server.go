@@ -237,10 +237,21 @@ func sorted[T any](m map[string]*T) []*T {
 	return out
 }
 
+// hosts lists the pool's hosts; hosts that left or were removed only with
+// ?all=1 (the replicated state keeps them, for their epochs).
 func (a *api) hosts(w http.ResponseWriter, r *http.Request) {
-	if s, ok := a.state(w, r); ok {
-		reply(w, sorted(s.Hosts))
+	s, ok := a.state(w, r)
+	if !ok {
+		return
 	}
+	all, _ := strconv.ParseBool(r.URL.Query().Get("all"))
+	out := make([]*ha.Host, 0, len(s.Hosts))
+	for _, h := range sorted(s.Hosts) {
+		if all || h.State != ha.HostLeft {
+			out = append(out, h)
+		}
+	}
+	reply(w, out)
 }
 
 func (a *api) vms(w http.ResponseWriter, r *http.Request) {
