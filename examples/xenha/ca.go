@@ -33,9 +33,10 @@ const (
 	RoleOperator = "operator"
 )
 
-// operatorUnit marks an operator certificate (Subject OU). Only
-// IsOperator reads it, so that the pool's own definition of the operator
-// role can replace it in one place.
+// operatorUnit marks an operator certificate (Subject OU): the same unit,
+// common name and client-only usage as ha.OperatorOU and pki.IssueOperator
+// on the authorization branch. Only IsOperator reads it, so that
+// ha.IsOperatorCert can replace it in one place once that branch lands.
 const operatorUnit = "xenha-operator"
 
 // IsOperator reports whether a verified client certificate is an

@@ -63,7 +63,10 @@ func TestOperatorCertificateCannotSpeakRaft(t *testing.T) {
 		t.Fatal("a member with an operator's certificate joined the pool")
 	}
 	t.Logf("join with an operator's certificate: %v", err)
-	if !errors.Is(err, ha.ErrBadCertificate) && !bytes.Contains([]byte(err.Error()), []byte("certificate")) {
+	// Today ha refuses it for naming no member; with the pool's own
+	// operator role it is refused as not authorized to speak Raft.
+	if !errors.Is(err, ha.ErrBadCertificate) && !bytes.Contains([]byte(err.Error()), []byte("certificate")) &&
+		!bytes.Contains([]byte(err.Error()), []byte("authorized")) {
 		t.Fatalf("join with an operator's certificate = %v; want a certificate refusal", err)
 	}
 	if err := start("h2", member("h2", "members")).Join(ctx, h1.Addr()); err != nil {
