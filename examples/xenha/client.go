@@ -53,16 +53,9 @@ func newClient(name string, args []string, stdout, stderr io.Writer) (*client, [
 	fs.BoolVar(&cl.follow, "follow", false, "keep streaming events")
 	fs.BoolVar(&cl.stale, "stale", false, "read the answering member's own state, without asking the leader")
 	fs.DurationVar(&cl.timeout, "timeout", time.Minute, "how long --wait waits")
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, err
 	}
 	u, err := url.Parse(*server)
 	if err != nil || u.Host == "" {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -253,7 +252,7 @@ func bad(field, format string, args ...any) error {
 // problems lists every problem of the file that can be seen without
 // touching the host, each naming its field.
 func (f *File) problems() []error {
-	var errs []error
+	errs := f.addressProblems()
 	add := func(field, format string, args ...any) { errs = append(errs, bad(field, format, args...)) }
 	if f.ID == "" {
 		add("id", "missing: name this host, e.g. \"xen-a\"")
@@ -264,25 +263,12 @@ func (f *File) problems() []error {
 	if f.DataDir == "" {
 		add("data_dir", "missing: give a directory for the Raft log, e.g. /var/lib/xenha")
 	}
-	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
-		add("bind", "%q is not host:port (%v)", f.Bind, err)
-	}
-	if f.Advertise != "" {
-		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
-			add("advertise", "%q is not host:port (%v)", f.Advertise, err)
-		}
-	}
 	role, err := parseRole(f.Role)
 	if err != nil {
 		add("role", "%v", err)
 	}
 	if f.Bootstrap && len(f.Join) > 0 {
 		add("bootstrap", "set together with join: bootstrap forms a new pool, join enters an existing one; choose one")
-	}
-	for i, a := range f.Join {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			add(fmt.Sprintf("join[%d]", i), "%q is not host:port (%v)", a, err)
-		}
 	}
 	if f.JoinTokenFile == "" {
 		add("join_token_file", "missing: name the file holding the pool's join token")
@@ -300,12 +286,36 @@ func (f *File) problems() []error {
 	} else if f.Hypervisor == "" {
 		add("hypervisor", "missing: give this host's libvirt URI, e.g. \"xen:///system\"")
 	}
-	hosts := make([]string, 0, len(f.Fence))
-	for h := range f.Fence {
-		hosts = append(hosts, h)
+	errs = append(errs, f.pluginProblems()...)
+	if err := f.checkWatchdog(role, bad); err != nil {
+		errs = append(errs, err)
 	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
+	return errs
+}
+
+// addressProblems checks bind, advertise and join.
+func (f *File) addressProblems() []error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
+		errs = append(errs, bad("bind", "%q is not host:port (%v)", f.Bind, err))
+	}
+	if _, _, err := net.SplitHostPort(f.Advertise); f.Advertise != "" && err != nil {
+		errs = append(errs, bad("advertise", "%q is not host:port (%v)", f.Advertise, err))
+	}
+	for i, a := range f.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, bad(fmt.Sprintf("join[%d]", i), "%q is not host:port (%v)", a, err))
+		}
+	}
+	return errs
+}
+
+// pluginProblems checks the fence levels, storage kinds, API addresses and
+// network guard.
+func (f *File) pluginProblems() []error {
+	var errs []error
+	add := func(field, format string, args ...any) { errs = append(errs, bad(field, format, args...)) }
+	for _, h := range sortedHosts(f.Fence) {
 		levels := f.Fence[h]
 		if len(levels) == 0 {
 			add("fence."+h, "no levels: give at least one method, or remove the host")
@@ -334,9 +344,6 @@ func (f *File) problems() []error {
 	}
 	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
 		add("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
-	}
-	if err := f.checkWatchdog(role, bad); err != nil {
-		errs = append(errs, err)
 	}
 	return errs
 }

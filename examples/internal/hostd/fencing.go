@@ -72,21 +72,7 @@ func (l FenceLevel) problems(field string) []error {
 	add := func(sub, format string, args ...any) { errs = append(errs, bad(field+sub, format, args...)) }
 	switch l.Method {
 	case "ipmi":
-		if l.Address == "" {
-			add(".address", "missing: the BMC's address")
-		}
-		if l.User == "" {
-			add(".user", "missing: a BMC user with operator or administrator privilege")
-		}
-		if l.PasswordFile == "" {
-			add(".password_file", "missing: passwords are read from a file, never from this configuration")
-		}
-		if l.Port < 0 || l.Port > 65535 {
-			add(".port", "%d is not a UDP port", l.Port)
-		}
-		if l.Interface != "" && l.Interface != "lanplus" && l.Interface != "lan" {
-			add(".interface", "%q: use \"lanplus\" or \"lan\"", l.Interface)
-		}
+		errs = append(errs, l.ipmiProblems(field)...)
 	case "sbd":
 		if len(l.Devices) == 0 {
 			add(".devices", "missing: the shared block devices holding the host's SBD slot")
@@ -113,6 +99,27 @@ func (l FenceLevel) problems(field string) []error {
 		add(".method", "missing: use \"ipmi\", \"sbd\", \"agent\", \"libvirt\" or \"watchdog\"")
 	default:
 		add(".method", "%q is not supported: use \"ipmi\", \"sbd\", \"agent\", \"libvirt\" or \"watchdog\"", l.Method)
+	}
+	return errs
+}
+
+func (l FenceLevel) ipmiProblems(field string) []error {
+	var errs []error
+	add := func(sub, format string, args ...any) { errs = append(errs, bad(field+sub, format, args...)) }
+	if l.Address == "" {
+		add(".address", "missing: the BMC's address")
+	}
+	if l.User == "" {
+		add(".user", "missing: a BMC user with operator or administrator privilege")
+	}
+	if l.PasswordFile == "" {
+		add(".password_file", "missing: passwords are read from a file, never from this configuration")
+	}
+	if l.Port < 0 || l.Port > 65535 {
+		add(".port", "%d is not a UDP port", l.Port)
+	}
+	if l.Interface != "" && l.Interface != "lanplus" && l.Interface != "lan" {
+		add(".interface", "%q: use \"lanplus\" or \"lan\"", l.Interface)
 	}
 	return errs
 }

@@ -106,21 +106,8 @@ func build(ctx context.Context, f *File, log *slog.Logger, rn *renewals) (ha.Con
 		return fail(err)
 	}
 	applyTimings(&cfg, f.Timings)
-	if f.Watchdog != nil {
-		// First, so that any failure after it leaves the device armed.
-		k, err := openWatchdog(f.Watchdog, log)
-		if err != nil {
-			return fail(err)
-		}
-		cfg.Watchdog = k
-	}
-	if cfg.FencePolicy, err = parseFencePolicy(f.FencePolicy); err != nil {
-		return fail(fmt.Errorf("%w: fence_policy: %v", ErrConfig, err))
-	}
-	cfg.WatchdogTimeout = f.watchdogTimeout()
-	if k, ok := cfg.Watchdog.(*watchdog.Keeper); ok && cfg.WatchdogTimeout > 0 && k.Timeout() > cfg.WatchdogTimeout {
-		return fail(fmt.Errorf("%w: timings.watchdog_timeout: %v is shorter than the %v the driver of %s runs with (it counts whole seconds): raise it, and reassign_after with it",
-			ErrConfig, cfg.WatchdogTimeout, k.Timeout(), f.Watchdog.Device))
+	if err := f.watchdog(&cfg, log); err != nil {
+		return fail(err)
 	}
 	if cfg.JoinToken, err = member.ReadJoinToken(f.JoinTokenFile); err != nil {
 		return fail(fmt.Errorf("daemon: join_token_file: %w", err))
@@ -149,38 +136,72 @@ func build(ctx context.Context, f *File, log *slog.Logger, rn *renewals) (ha.Con
 		}
 	}
 	if f.Netguard != nil {
-		var opts []nft.Option
-		if f.Netguard.Table != "" {
-			opts = append(opts, nft.WithTable(f.Netguard.Table))
-		}
-		if f.Netguard.Bridge != "" {
-			opts = append(opts, nft.WithBridge(f.Netguard.Bridge))
-		}
-		g, err := nft.New(append(opts, nft.WithLogger(log))...)
-		if err != nil {
+		if cfg.Guard, err = guard(f.Netguard, log); err != nil {
 			return fail(err)
 		}
-		cfg.Guard = g
 	}
-	if len(f.Storage) > 0 {
-		cfg.Storage = map[string]storage.Backend{}
-		for _, k := range f.Storage {
-			switch k {
-			case "iscsi":
-				cfg.Storage[k] = iscsi.New(f.ID, iscsi.WithLogger(log))
-			case "nfs":
-				cfg.Storage[k] = nfs.New(f.ID, nfs.WithLogger(log))
-			case "nbd":
-				cfg.Storage[k] = nbd.New(nbd.WithHostName(f.ID), nbd.WithLogger(log))
-			case "drbd":
-				cfg.Storage[k] = drbd.New(drbd.WithHostName(f.ID), drbd.WithLogger(log))
-			}
-		}
-	}
+	cfg.Storage = backends(f, log)
 	if err := cfg.Validate(); err != nil {
 		return fail(err)
 	}
 	return cfg, cleanup, nil
+}
+
+// watchdog opens the hardware watchdog, if the file names one, and sets
+// the fence policy. It comes first among what build opens, so that any
+// failure after it leaves the device armed.
+func (f *File) watchdog(cfg *ha.Config, log *slog.Logger) error {
+	if f.Watchdog != nil {
+		k, err := openWatchdog(f.Watchdog, log)
+		if err != nil {
+			return err
+		}
+		cfg.Watchdog = k
+	}
+	var err error
+	if cfg.FencePolicy, err = parseFencePolicy(f.FencePolicy); err != nil {
+		return fmt.Errorf("%w: fence_policy: %v", ErrConfig, err)
+	}
+	cfg.WatchdogTimeout = f.watchdogTimeout()
+	if k, ok := cfg.Watchdog.(*watchdog.Keeper); ok && cfg.WatchdogTimeout > 0 && k.Timeout() > cfg.WatchdogTimeout {
+		return fmt.Errorf("%w: timings.watchdog_timeout: %v is shorter than the %v the driver of %s runs with (it counts whole seconds): raise it, and reassign_after with it",
+			ErrConfig, cfg.WatchdogTimeout, k.Timeout(), f.Watchdog.Device)
+	}
+	return nil
+}
+
+// guard opens the nftables guard the file configures.
+func guard(n *Netguard, log *slog.Logger) (*nft.Guard, error) {
+	var opts []nft.Option
+	if n.Table != "" {
+		opts = append(opts, nft.WithTable(n.Table))
+	}
+	if n.Bridge != "" {
+		opts = append(opts, nft.WithBridge(n.Bridge))
+	}
+	return nft.New(append(opts, nft.WithLogger(log))...)
+}
+
+// backends are the storage backends of the kinds the file lists (nil for
+// none).
+func backends(f *File, log *slog.Logger) map[string]storage.Backend {
+	if len(f.Storage) == 0 {
+		return nil
+	}
+	out := map[string]storage.Backend{}
+	for _, k := range f.Storage {
+		switch k {
+		case "iscsi":
+			out[k] = iscsi.New(f.ID, iscsi.WithLogger(log))
+		case "nfs":
+			out[k] = nfs.New(f.ID, nfs.WithLogger(log))
+		case "nbd":
+			out[k] = nbd.New(nbd.WithHostName(f.ID), nbd.WithLogger(log))
+		case "drbd":
+			out[k] = drbd.New(drbd.WithHostName(f.ID), drbd.WithLogger(log))
+		}
+	}
+	return out
 }
 
 func applyTimings(cfg *ha.Config, t Timings) {
