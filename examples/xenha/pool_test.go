@@ -315,6 +315,7 @@ func TestPoolFromConfigFiles(t *testing.T) {
 	t.Run("drain", p.checkDrain)
 	t.Run("migrate", p.checkMigrate)
 	t.Run("events", p.checkEvents)
+	t.Run("volumes and departed hosts", p.checkVolumesAndDepartedHosts)
 }
 
 func (p *pool) checkPutVm(t *testing.T) {
@@ -506,5 +507,32 @@ func (p *pool) checkEvents(t *testing.T) {
 			t.Fatalf("events --follow ended before showing host.maintenance: %v\n%s", err, seen.String())
 		}
 		seen.Write(buf[:n])
+	}
+}
+
+func (p *pool) checkVolumesAndDepartedHosts(t *testing.T) {
+	defer p.use(t)()
+	p.ok("put-volume", "testdata/db-volume.json")
+	var vols []*ha.Volume
+	p.jsonOf(&vols, "volumes")
+	if len(vols) != 1 || vols[0].ID != "db" || vols[0].Kind != "nbd" {
+		t.Fatalf("volumes --json: %+v", vols)
+	}
+	p.ok("remove-volume", "db")
+	p.jsonOf(&vols, "volumes")
+	if len(vols) != 0 {
+		t.Fatalf("volumes --json after remove-volume: %+v", vols)
+	}
+	// h3 was fenced: removing it leaves two live voters, and it leaves the list.
+	p.ok("remove-host", "h3", "--wait", "--timeout", "60s")
+	if hs := p.hosts(); hs["h3"] != nil || len(hs) != 2 {
+		t.Fatalf("hosts --json after remove-host h3: %v", hs)
+	}
+	var status struct {
+		Pool Pool `json:"pool"`
+	}
+	p.jsonOf(&status, "status")
+	if len(status.Pool.Members) != 2 {
+		t.Fatalf("Raft members after remove-host h3: %+v", status.Pool.Members)
 	}
 }
