@@ -4,7 +4,7 @@ PKGS ?= ./...
 TESTFLAGS ?= -race -timeout 25m
 BENCHTIME ?= 1x
 
-.PHONY: all deps demo test fmt-check vet unit bench fresh-check
+.PHONY: all deps demo demo-daemons test fmt-check vet unit bench fresh-check
 
 all: test
 
@@ -13,6 +13,11 @@ deps:
 
 demo: deps
 	$(GO) run ./examples/demo $(DEMOFLAGS)
+
+# Three xenha daemons from config files, driven with the xenha CLI
+# (scripts/demo-daemons.sh stop ends them).
+demo-daemons: deps
+	@bash scripts/demo-daemons.sh start
 
 # go test's usual output, then the skipped tests grouped by reason; go test's
 # exit status (internal/testreport).

@@ -19,6 +19,7 @@ components=(
 	"netguard|nftables in test-made network namespaces, real packets; iptables+arptables for make bench|nftables iproute2 iputils-ping iputils-arping tcpdump iptables arptables"
 	"fence|simulated BMC (ipmi_sim), IPMI client, ClusterLabs fence agents|openipmi ipmitool fence-agents"
 	"storage|nbd-server, qemu-nbd, tgtd, nfs-ganesha with rpcbind, drbdadm|nbd-server nbd-client tgt nfs-ganesha nfs-ganesha-vfs rpcbind drbd-utils"
+	"operator|the xenha status page in headless Chromium, promtool for its alert rules|chromium prometheus"
 )
 
 say() { printf 'deps: %-9s %s\n' "$@"; }

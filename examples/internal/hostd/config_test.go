@@ -1,4 +1,4 @@
-package main
+package hostd
 
 import (
 	"errors"
@@ -198,7 +198,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"x","timings":{"lease":"1h"}}`))
 	f.Add([]byte(`{"fence":{"h":[{"method":"ipmi","port":-1}]}}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"fence":{"h":[{"method":"sbd"},{"method":"agent","options":{"password":"x"}},{"method":"watchdog"}]},"timings":{"keepalive":"9s"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// What -check reports (without the reachability probes) is a list
+		// of ErrConfig problems, never a panic.
+		if parsed, err := Parse(strings.NewReader(string(data))); err == nil {
+			role, _ := parseRole(parsed.Role)
+			for _, p := range append(parsed.problems(), parsed.timings(role)) {
+				if p != nil && !errors.Is(p, ErrConfig) {
+					t.Fatalf("problem %v does not wrap ErrConfig", p)
+				}
+			}
+		}
 		cfg, err := Decode(strings.NewReader(string(data)))
 		if err != nil {
 			if !errors.Is(err, ErrConfig) {

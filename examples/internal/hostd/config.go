@@ -1,4 +1,4 @@
-package main
+package hostd
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -56,7 +55,8 @@ type File struct {
 	Fence map[string][]FenceLevel `json:"fence,omitempty"`
 	// Netguard configures the nftables guard; omitted on a witness.
 	Netguard *Netguard `json:"netguard,omitempty"`
-	// Storage lists the volume kinds this host attaches: "nbd", "drbd".
+	// Storage lists the volume kinds this host attaches: "iscsi", "nfs",
+	// "nbd", "drbd".
 	Storage []string `json:"storage,omitempty"`
 	// FencePolicy is "require-fence" (default: a silent host's VMs move only
 	// after a fence level proved it off) or "allow-lease-expiry" (silence
@@ -72,6 +72,23 @@ type File struct {
 	// unless it gets its lease back within the timeout. It disarms the
 	// device only when it stops cleanly with no pool VM left running.
 	Watchdog *Watchdog `json:"watchdog,omitempty"`
+	// API is where examples/xenha serves its HTTP API (examples/daemon
+	// ignores it).
+	API *API `json:"api,omitempty"`
+}
+
+// API configures the operator HTTP API of examples/xenha.
+type API struct {
+	// Listen is the mutual-TLS address of the API (reads for any
+	// certificate of the pool's CA, writes for operator certificates).
+	Listen string `json:"listen"`
+	// StatusListen, if set, also serves the status page, /metrics and the
+	// read endpoints without TLS, for Prometheus and a browser; keep it on
+	// loopback or a management network.
+	StatusListen string `json:"status_listen,omitempty"`
+	// CRL names the revocation list (xenha ca revoke writes crl.pem); the
+	// API refuses the certificates it lists. Read at start.
+	CRL string `json:"crl,omitempty"`
 }
 
 // Watchdog configures fence/watchdog's Keeper.
@@ -118,20 +135,6 @@ type Timings struct {
 	// reassign_after must be at least that. On a host with a watchdog it
 	// defaults to watchdog.timeout; a witness must give it.
 	WatchdogTimeout Duration `json:"watchdog_timeout,omitempty"`
-}
-
-// FenceLevel is one rung of a host's fencing chain.
-type FenceLevel struct {
-	// Method is "ipmi".
-	Method string `json:"method"`
-	// Timeout bounds the level ("30s" if omitted).
-	Timeout Duration `json:"timeout,omitempty"`
-	// IPMI target.
-	Address      string `json:"address,omitempty"`
-	Port         int    `json:"port,omitempty"`
-	User         string `json:"user,omitempty"`
-	Interface    string `json:"interface,omitempty"` // "lanplus" (default) or "lan"
-	PasswordFile string `json:"password_file,omitempty"`
 }
 
 // Netguard configures netguard/nft.
@@ -181,6 +184,20 @@ func LoadFile(path string) (*File, error) {
 // and inconsistent settings with an error wrapping ErrConfig that names the
 // field to fix.
 func Decode(r io.Reader) (*File, error) {
+	f, err := Parse(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Parse reads a configuration strictly (unknown keys, wrong types and
+// trailing data are refused, with the line and column) without checking
+// its values: Check lists those problems.
+func Parse(r io.Reader) (*File, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read: %v", ErrConfig, err)
@@ -196,9 +213,6 @@ func Decode(r io.Reader) (*File, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the configuration object", ErrConfig)
-	}
-	if err := f.check(); err != nil {
-		return nil, err
 	}
 	return &f, nil
 }
@@ -222,105 +236,116 @@ func jsonError(data []byte, err error) string {
 	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }
 
+// check reports the file's first problem, or nil.
 func (f *File) check() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	if errs := f.problems(); len(errs) > 0 {
+		return errs[0]
 	}
+	return nil
+}
+
+// bad is a configuration problem with the field to fix.
+func bad(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// problems lists every problem of the file that can be seen without
+// touching the host, each naming its field.
+func (f *File) problems() []error {
+	errs := f.addressProblems()
+	add := func(field, format string, args ...any) { errs = append(errs, bad(field, format, args...)) }
 	if f.ID == "" {
-		return bad("id", "missing: name this host, e.g. \"xen-a\"")
+		add("id", "missing: name this host, e.g. \"xen-a\"")
 	}
 	if f.ClusterID == "" {
-		return bad("cluster_id", "missing: name the pool")
+		add("cluster_id", "missing: name the pool")
 	}
 	if f.DataDir == "" {
-		return bad("data_dir", "missing: give a directory for the Raft log, e.g. /var/lib/xenha")
-	}
-	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
-		return bad("bind", "%q is not host:port (%v)", f.Bind, err)
-	}
-	if f.Advertise != "" {
-		if _, _, err := net.SplitHostPort(f.Advertise); err != nil {
-			return bad("advertise", "%q is not host:port (%v)", f.Advertise, err)
-		}
+		add("data_dir", "missing: give a directory for the Raft log, e.g. /var/lib/xenha")
 	}
 	role, err := parseRole(f.Role)
 	if err != nil {
-		return bad("role", "%v", err)
+		add("role", "%v", err)
 	}
 	if f.Bootstrap && len(f.Join) > 0 {
-		return bad("bootstrap", "set together with join: bootstrap forms a new pool, join enters an existing one; choose one")
-	}
-	for i, a := range f.Join {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return bad(fmt.Sprintf("join[%d]", i), "%q is not host:port (%v)", a, err)
-		}
+		add("bootstrap", "set together with join: bootstrap forms a new pool, join enters an existing one; choose one")
 	}
 	if f.JoinTokenFile == "" {
-		return bad("join_token_file", "missing: name the file holding the pool's join token")
+		add("join_token_file", "missing: name the file holding the pool's join token")
 	}
 	if f.TLS.CA == "" || f.TLS.Cert == "" || f.TLS.Key == "" {
-		return bad("tls", "ca, cert and key are all required (PEM files; ha/pki shows what they hold)")
+		add("tls", "ca, cert and key are all required (PEM files; ha/pki shows what they hold)")
 	}
 	if _, err := profile(f.Profile); err != nil {
-		return bad("profile", "%v", err)
+		add("profile", "%v", err)
 	}
 	if role == ha.RoleWitness {
 		if f.Hypervisor != "" || f.Netguard != nil || len(f.Storage) > 0 {
-			return bad("role", "a witness runs no VMs: remove hypervisor, netguard and storage")
+			add("role", "a witness runs no VMs: remove hypervisor, netguard and storage")
 		}
 	} else if f.Hypervisor == "" {
-		return bad("hypervisor", "missing: give this host's libvirt URI, e.g. \"xen:///system\"")
+		add("hypervisor", "missing: give this host's libvirt URI, e.g. \"xen:///system\"")
 	}
-	hosts := make([]string, 0, len(f.Fence))
-	for h := range f.Fence {
-		hosts = append(hosts, h)
+	errs = append(errs, f.pluginProblems()...)
+	if err := f.checkWatchdog(role, bad); err != nil {
+		errs = append(errs, err)
 	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
+	return errs
+}
+
+// addressProblems checks bind, advertise and join.
+func (f *File) addressProblems() []error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
+		errs = append(errs, bad("bind", "%q is not host:port (%v)", f.Bind, err))
+	}
+	if _, _, err := net.SplitHostPort(f.Advertise); f.Advertise != "" && err != nil {
+		errs = append(errs, bad("advertise", "%q is not host:port (%v)", f.Advertise, err))
+	}
+	for i, a := range f.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, bad(fmt.Sprintf("join[%d]", i), "%q is not host:port (%v)", a, err))
+		}
+	}
+	return errs
+}
+
+// pluginProblems checks the fence levels, storage kinds, API addresses and
+// network guard.
+func (f *File) pluginProblems() []error {
+	var errs []error
+	add := func(field, format string, args ...any) { errs = append(errs, bad(field, format, args...)) }
+	for _, h := range sortedHosts(f.Fence) {
 		levels := f.Fence[h]
 		if len(levels) == 0 {
-			return bad("fence."+h, "no levels: give at least one method, or remove the host")
+			add("fence."+h, "no levels: give at least one method, or remove the host")
 		}
 		for i, l := range levels {
-			field := fmt.Sprintf("fence.%s[%d]", h, i)
-			switch l.Method {
-			case "ipmi":
-				if l.Address == "" {
-					return bad(field+".address", "missing: the BMC's address")
-				}
-				if l.User == "" {
-					return bad(field+".user", "missing: a BMC user with operator or administrator privilege")
-				}
-				if l.PasswordFile == "" {
-					return bad(field+".password_file", "missing: passwords are read from a file, never from this configuration")
-				}
-				if l.Port < 0 || l.Port > 65535 {
-					return bad(field+".port", "%d is not a UDP port", l.Port)
-				}
-				if l.Interface != "" && l.Interface != "lanplus" && l.Interface != "lan" {
-					return bad(field+".interface", "%q: use \"lanplus\" or \"lan\"", l.Interface)
-				}
-			case "":
-				return bad(field+".method", "missing: use \"ipmi\"")
-			default:
-				return bad(field+".method", "%q is not supported by this daemon: use \"ipmi\"", l.Method)
-			}
+			errs = append(errs, l.problems(fmt.Sprintf("fence.%s[%d]", h, i))...)
 		}
 	}
 	seen := map[string]bool{}
 	for _, k := range f.Storage {
-		if k != "nbd" && k != "drbd" {
-			return bad("storage", "%q: this daemon knows \"nbd\" and \"drbd\"", k)
+		if !knownStorage[k] {
+			add("storage", "%q: this daemon knows \"iscsi\", \"nfs\", \"nbd\" and \"drbd\"", k)
 		}
 		if seen[k] {
-			return bad("storage", "%q listed twice", k)
+			add("storage", "%q listed twice", k)
 		}
 		seen[k] = true
 	}
-	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
-		return bad("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
+	if f.API != nil {
+		if _, _, err := net.SplitHostPort(f.API.Listen); err != nil {
+			add("api.listen", "%q is not host:port (%v)", f.API.Listen, err)
+		}
+		if _, _, err := net.SplitHostPort(f.API.StatusListen); f.API.StatusListen != "" && err != nil {
+			add("api.status_listen", "%q is not host:port (%v)", f.API.StatusListen, err)
+		}
 	}
-	return f.checkWatchdog(role, bad)
+	if f.Netguard != nil && len(f.Netguard.Bridge) > 15 {
+		add("netguard.bridge", "%q is longer than 15 bytes, which no Linux interface name is", f.Netguard.Bridge)
+	}
+	return errs
 }
 
 // checkWatchdog checks fence_policy, watchdog and timings.watchdog_timeout

@@ -1,4 +1,4 @@
-package main
+package hostd
 
 import (
 	"context"
@@ -134,8 +134,8 @@ func TestFencerChainRecordsUnknownHosts(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := fencers(map[string][]FenceLevel{"xen-b": {{Method: "ipmi", Address: "127.0.0.1", Port: 1, User: "u", PasswordFile: pw}}},
-		slog.New(slog.DiscardHandler))
+	f, err := fencers(t.Context(), map[string][]FenceLevel{"xen-b": {{Method: "ipmi", Address: "127.0.0.1", Port: 1, User: "u", PasswordFile: pw}}},
+		&fencerSet{log: slog.New(slog.DiscardHandler), self: "xen-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
