@@ -320,7 +320,7 @@ func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []str
 		mem, cpu := r.memFree, r.cpuFree
 		for _, name := range sortedKeys(c.s.VMs) {
 			o := c.s.VMs[name]
-			if o.Host == id && !moving[name] && !evicted[name] && !o.Stopped && o.Restart == RestartBestEffort {
+			if o.Host == id && !moving[name] && !evicted[name] && !o.Stopped && o.Restart == RestartBestEffort && o.Migrating == nil {
 				cands = append(cands, o)
 			}
 			if o.Host == "" && o.Observed.Host == id && o.Observed.State == Running {
