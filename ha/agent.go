@@ -501,6 +501,13 @@ func (a *agent) detach(ctx context.Context, vm VM, v view) {
 func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string]ObservedVM) {
 	var out []ObservedVM
 	a.mu.Lock()
+	for name, vm := range v.vms {
+		// Released from here before this host ever reported it: the
+		// cluster waits for its word that it does not run it.
+		if _, ok := obs[name]; !ok && vm.Host == "" && vm.Observed.Host == a.f.cfg.ID && vm.Observed.ViewIndex < vm.Released {
+			obs[name] = ObservedVM{VM: name, State: xenctl.StateShutoff, Reason: "not defined here"}
+		}
+	}
 	for _, name := range slices.Sorted(mapKeys(obs)) {
 		o := obs[name]
 		cur := v.vms[name].Observed

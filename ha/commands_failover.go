@@ -678,6 +678,12 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 			return nil, refuse("host %s (%s, %s) cannot receive VM %s", c.MoveTo, t.Role, t.State, c.VM)
 		}
 	}
+	if vm.Observed.Host != c.Host {
+		// The host has not reported the VM since it was given it, so it
+		// may run it (its report may be stuck behind a partition): it is
+		// placed again only once that host said it stopped, or was fenced.
+		vm.Observed = Observed{Host: c.Host, State: xenctl.StateUnknown, Reason: "released before its host reported it", Time: m.At}
+	}
 	vm.Host, vm.Released = "", m.Index
 	vm.MoveTo = c.MoveTo
 	vm.Pending = "moving: " + c.Reason

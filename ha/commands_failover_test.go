@@ -212,6 +212,17 @@ func TestFailoverCommandsReleaseWaitsForStop(t *testing.T) {
 	}
 }
 
+// A VM released from a host that has not reported it since it was given it
+// may run there (the host may have started it and be cut off before its
+// report landed): it is placed again only once that host said it stopped.
+func TestFailoverCommandsReleaseBeforeAnyReportWaits(t *testing.T) {
+	w := newCmdWorld(t) // b is on h2, which has not reported it yet
+	w.must(&releaseCmd{VM: "b", Host: "h2", MoveTo: "h1", Reason: "migrate"})
+	w.refused(&assignCmd{Moves: []Assignment{{"b", "h1"}}}, nil) // h2 may run it
+	w.must(&observedCmd{Host: "h2", Epoch: 0, View: w.index, VMs: []ObservedVM{{VM: "b", State: xenctl.StateShutoff}}})
+	w.must(&assignCmd{Moves: []Assignment{{"b", "h1"}}, Reason: "migrate"})
+}
+
 func TestFailoverCommandsLocalRestart(t *testing.T) {
 	w := newCmdWorld(t)
 	w.must(&restartCmd{VM: "a", Host: "h1", Count: 0})

@@ -350,6 +350,11 @@ func (s *State) release(a Action) error {
 	if vm.Migrating != nil {
 		return refuse("VM %s is being live-migrated", a.VM)
 	}
+	if vm.Observed.Host != a.Host {
+		// The host has not reported the VM since it was given it, so it
+		// may run it: it must say it stopped it (or be fenced) first.
+		vm.Observed = Observed{Host: a.Host, State: RunUnknown}
+	}
 	vm.Host, vm.Released, vm.MoveTo, vm.Pending = "", s.Index+1, a.To, "moving: "+a.Reason
 	return nil
 }

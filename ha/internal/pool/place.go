@@ -316,19 +316,9 @@ func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []str
 		if c.reject(vm, r, "capacity") != "" {
 			continue
 		}
-		var cands []*VM
-		mem, cpu := r.memFree, r.cpuFree
-		for _, name := range sortedKeys(c.s.VMs) {
-			o := c.s.VMs[name]
-			if o.Host == id && !moving[name] && !evicted[name] && !o.Stopped && o.Restart == RestartBestEffort {
-				cands = append(cands, o)
-			}
-			if o.Host == "" && o.Observed.Host == id && o.Observed.State == Running {
-				mem += o.MemKiB // leaving: its room comes free
-				cpu += o.CPUs
-			}
-		}
-		slices.SortStableFunc(cands, func(a, b *VM) int { return cmp.Compare(a.Priority, b.Priority) })
+		cands, mem, cpu := c.evictable(id, moving, evicted)
+		mem += r.memFree
+		cpu += r.cpuFree
 		fits := func() bool {
 			return (r.h.MemKiB == 0 || mem >= vm.MemKiB) && (r.h.CPUs == 0 || cpu >= vm.CPUs)
 		}
@@ -346,4 +336,25 @@ func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []str
 		}
 	}
 	return bestHost, best, found
+}
+
+// evictable lists the best-effort VMs on host that may be stopped to make
+// room, lowest priority first, and the room that VMs already leaving it
+// will free.
+func (c *round) evictable(host string, moving, evicted map[string]bool) ([]*VM, int64, int) {
+	var cands []*VM
+	var mem int64
+	var cpu int
+	for _, name := range sortedKeys(c.s.VMs) {
+		o := c.s.VMs[name]
+		if o.Host == host && !moving[name] && !evicted[name] && !o.Stopped && o.Restart == RestartBestEffort && o.Migrating == nil {
+			cands = append(cands, o)
+		}
+		if o.Host == "" && o.Observed.Host == host && o.Observed.State == Running {
+			mem += o.MemKiB
+			cpu += o.CPUs
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b *VM) int { return cmp.Compare(a.Priority, b.Priority) })
+	return cands, mem, cpu
 }

@@ -40,6 +40,9 @@ type planner struct {
 	// for it: moving a VM while another is in flight lets two VMs that
 	// each want the other's host swap for ever.
 	settled bool
+	// leaving are the VMs this plan already moves off their host: placement
+	// must not evict them a second time.
+	leaving map[string]bool
 }
 
 // asSuspected returns the state as it will be once this plan's suspicions
@@ -91,7 +94,15 @@ func settled(s *State, now time.Time) bool {
 	return len(free) == 0 || len(Place(s, free, now).Assign) == 0
 }
 
-func (p *planner) add(a Action) { p.out = append(p.out, a) }
+func (p *planner) add(a Action) {
+	if a.Kind == ActRelease || a.Kind == ActMigrate {
+		if p.leaving == nil {
+			p.leaving = map[string]bool{}
+		}
+		p.leaving[a.VM] = true
+	}
+	p.out = append(p.out, a)
+}
 
 // host decides about one host: suspect it when it has been silent too long,
 // fence it while it is suspect.
@@ -304,6 +315,9 @@ func (p *planner) place() {
 	}
 	pl := Place(p.s, p.want, p.now)
 	for _, name := range pl.Evict {
+		if p.leaving[name] {
+			continue // already on its way out: its room comes free anyway
+		}
 		vm := p.s.VMs[name]
 		p.add(Action{Kind: ActRelease, VM: name, Host: vm.Host, Reason: "stopped to make room for a restart VM"})
 	}
