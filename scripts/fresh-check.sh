@@ -116,6 +116,9 @@ mount -t tmpfs tmpfs "$root/run"
 # What boot creates in /run: /var/lock points to /run/lock, and dpkg refuses
 # to unpack a package into a dangling /var/lock (drbd-utils does).
 mkdir -p "$root/run/lock" && chmod 1777 "$root/run/lock"
+# And what boot makes in /etc (systemd-tmpfiles' debian.conf): nfs-ganesha's
+# VFS layer reads the mount table through /etc/mtab.
+[[ -e $root/etc/mtab ]] || ln -s ../proc/self/mounts "$root/etc/mtab"
 mount --bind -o ro /usr/local/go "$root/usr/local/go"
 mount -o remount,bind,ro "$root/usr/local/go"
 goproxy=$(go env GOPROXY 2>/dev/null || echo https://proxy.golang.org,direct)
