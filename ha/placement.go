@@ -35,8 +35,9 @@ type hostRoom struct {
 	id       string
 	memFree  int64 // KiB; math on signed values so over-commit shows as negative
 	cpuFree  int
-	memLimit bool // false when the host declared no memory capacity
+	memLimit bool // always true: a host's capacity bounds what it gets
 	cpuLimit bool
+	unknown  bool // the host reported no memory or no vCPUs: it gets nothing
 	groups   map[string]bool
 }
 
@@ -99,8 +100,9 @@ func place(s *State, want []string) Placement {
 			id:       id,
 			memFree:  int64(h.Capacity.MemoryKiB),
 			cpuFree:  h.Capacity.VCPUs,
-			memLimit: h.Capacity.MemoryKiB > 0,
-			cpuLimit: h.Capacity.VCPUs > 0,
+			memLimit: true,
+			cpuLimit: true,
+			unknown:  h.Capacity.MemoryKiB == 0 || h.Capacity.VCPUs <= 0,
 			groups:   map[string]bool{},
 		}
 		ids = append(ids, id)
@@ -176,10 +178,12 @@ func pick(vm *VM, room map[string]*hostRoom, ids []string, avoid string) (*hostR
 		return nil, "no eligible host: every host is a witness or is suspect, fenced, in maintenance or not yet online"
 	}
 	var fits []*hostRoom
-	var noMem, noCPU, grouped int
+	var unknown, noMem, noCPU, grouped int
 	for _, id := range ids {
 		r := room[id]
 		switch {
+		case r.unknown:
+			unknown++
 		case r.memLimit && r.memFree < int64(vm.Spec.MemoryKiB):
 			noMem++
 		case r.cpuLimit && r.cpuFree < vm.Spec.VCPUs:
@@ -192,6 +196,9 @@ func pick(vm *VM, room map[string]*hostRoom, ids []string, avoid string) (*hostR
 	}
 	if len(fits) == 0 {
 		var why []string
+		if unknown > 0 {
+			why = append(why, fmt.Sprintf("%d host(s) report no memory or vCPUs (capacity unknown: check the hypervisor's host info)", unknown))
+		}
 		if noMem > 0 {
 			why = append(why, fmt.Sprintf("%d host(s) lack %d MiB of free memory", noMem, vm.Spec.MemoryKiB/1024))
 		}
@@ -238,7 +245,7 @@ func makeRoom(s *State, vm *VM, room map[string]*hostRoom, ids []string, avoid s
 			continue
 		}
 		r := room[id]
-		if vm.Policy.AntiAffinity != "" && r.groups[vm.Policy.AntiAffinity] {
+		if r.unknown || (vm.Policy.AntiAffinity != "" && r.groups[vm.Policy.AntiAffinity]) {
 			continue
 		}
 		var cands []*VM
