@@ -122,8 +122,12 @@ func (a *agent) register(ctx context.Context) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.f.cfg.Lease)
 	defer cancel()
-	if _, err := a.f.c.propose(rctx, &registerCmd{Host: a.f.cfg.ID, Epoch: epoch, Capacity: a.f.capacity(rctx), MigrateURI: a.f.migrateURI()}); err == nil {
+	_, err := a.f.c.propose(rctx, &registerCmd{Host: a.f.cfg.ID, Epoch: epoch, Capacity: a.f.capacity(rctx), MigrateURI: a.f.migrateURI()})
+	switch {
+	case err == nil:
 		a.registered = true
+	case errors.Is(err, ErrRefused):
+		a.f.log.Warn("host record refused; this host gets no VMs until it registers", "err", err)
 	}
 }
 

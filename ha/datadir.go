@@ -294,70 +294,81 @@ func checkBoltPages(path string, size int64) error {
 		return err
 	}
 	defer f.Close()
-	const (
-		metaFlag, freelistFlag, branchFlag, leafFlag = 0x04, 0x10, 0x01, 0x02
-		magic, version                               = 0xED0CDAED, 2
-		noFreelist                                   = ^uint64(0)
-	)
-	type meta struct {
-		pageSize             uint64
-		root, freelist, pgid uint64
-		txid                 uint64
+	m, err := boltMeta(f)
+	if err != nil {
+		return err
 	}
-	readPage := func(off int64, n int) []byte {
-		b := make([]byte, n)
-		if _, err := f.ReadAt(b, off); err != nil {
-			return nil
-		}
-		return b
+	ps := int64(m.pageSize)
+	if end := int64(m.pgid) * ps; m.pgid > 1<<40 || end > size {
+		return fmt.Errorf("its pages end at %d bytes, the file at %d: it was truncated", end, size)
 	}
-	metaAt := func(off int64) (meta, bool) {
-		p := readPage(off, 80)
-		le := binary.LittleEndian
-		if p == nil || le.Uint16(p[8:]) != metaFlag || le.Uint32(p[16:]) != magic || le.Uint32(p[20:]) != version {
-			return meta{}, false
+	if m.freelist != ^uint64(0) { // bbolt's "no freelist"
+		fl, overflow := boltPageHeader(f, m.freelist, ps)
+		if m.freelist >= m.pgid || fl != 0x10 || int64(m.freelist+uint64(overflow)+1)*ps > size {
+			return fmt.Errorf("the freelist page %d is damaged", m.freelist)
 		}
-		h := fnv.New64a()
-		h.Write(p[16:72])
-		if h.Sum64() != le.Uint64(p[72:]) {
-			return meta{}, false
-		}
-		return meta{pageSize: uint64(le.Uint32(p[24:])), root: le.Uint64(p[32:]), freelist: le.Uint64(p[48:]), pgid: le.Uint64(p[56:]), txid: le.Uint64(p[64:])}, true
 	}
-	m0, ok0 := metaAt(0)
+	if fl, _ := boltPageHeader(f, m.root, ps); m.root >= m.pgid || (fl != 0x01 && fl != 0x02) { // branch, leaf
+		return fmt.Errorf("the root page %d is damaged", m.root)
+	}
+	return nil
+}
+
+// boltMetaPage is what checkBoltPages needs of a bbolt meta page.
+type boltMetaPage struct {
+	pageSize             uint64
+	root, freelist, pgid uint64
+	txid                 uint64
+}
+
+// boltMeta returns the meta page bbolt would use: the valid one with the
+// higher transaction ID.
+func boltMeta(f *os.File) (boltMetaPage, error) {
+	m0, ok0 := boltMetaAt(f, 0)
 	ps := int64(4096)
 	if ok0 && m0.pageSize >= 512 && m0.pageSize <= 1<<20 {
 		ps = int64(m0.pageSize)
 	}
-	m1, ok1 := metaAt(ps)
+	m1, ok1 := boltMetaAt(f, ps)
 	m := m0
 	switch {
 	case ok1 && (!ok0 || m1.txid > m0.txid):
 		m = m1
 	case !ok0:
-		return errors.New("neither meta page is valid")
+		return m, errors.New("neither meta page is valid")
 	}
 	if m.pageSize != uint64(ps) {
-		return fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
+		return m, fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
 	}
-	if end := int64(m.pgid) * ps; m.pgid > 1<<40 || end > size {
-		return fmt.Errorf("its pages end at %d bytes, the file at %d: it was truncated", end, size)
+	return m, nil
+}
+
+// boltMetaAt reads the meta page at off: page header (id, flags, count,
+// overflow), then magic, version, page size, flags, root bucket, freelist,
+// high-water page, transaction ID and an FNV-64a checksum of the fields.
+func boltMetaAt(f *os.File, off int64) (boltMetaPage, bool) {
+	p := make([]byte, 80)
+	if _, err := f.ReadAt(p, off); err != nil {
+		return boltMetaPage{}, false
 	}
-	flagsAt := func(pg uint64) (uint16, uint32) {
-		p := readPage(int64(pg)*ps, 16)
-		if p == nil {
-			return 0, 0
-		}
-		return binary.LittleEndian.Uint16(p[8:]), binary.LittleEndian.Uint32(p[12:])
+	le := binary.LittleEndian
+	if le.Uint16(p[8:]) != 0x04 || le.Uint32(p[16:]) != 0xED0CDAED || le.Uint32(p[20:]) != 2 {
+		return boltMetaPage{}, false
 	}
-	if m.freelist != noFreelist {
-		fl, overflow := flagsAt(m.freelist)
-		if m.freelist >= m.pgid || fl != freelistFlag || int64(m.freelist+uint64(overflow)+1)*ps > size {
-			return fmt.Errorf("the freelist page %d is damaged", m.freelist)
-		}
+	h := fnv.New64a()
+	h.Write(p[16:72])
+	if h.Sum64() != le.Uint64(p[72:]) {
+		return boltMetaPage{}, false
 	}
-	if fl, _ := flagsAt(m.root); m.root >= m.pgid || (fl != branchFlag && fl != leafFlag) {
-		return fmt.Errorf("the root page %d is damaged", m.root)
+	return boltMetaPage{pageSize: uint64(le.Uint32(p[24:])), root: le.Uint64(p[32:]), freelist: le.Uint64(p[48:]),
+		pgid: le.Uint64(p[56:]), txid: le.Uint64(p[64:])}, true
+}
+
+// boltPageHeader returns a page's flags and overflow count (zero if unreadable).
+func boltPageHeader(f *os.File, pg uint64, ps int64) (uint16, uint32) {
+	p := make([]byte, 16)
+	if _, err := f.ReadAt(p, int64(pg)*ps); err != nil {
+		return 0, 0
 	}
-	return nil
+	return binary.LittleEndian.Uint16(p[8:]), binary.LittleEndian.Uint32(p[12:])
 }

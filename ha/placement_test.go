@@ -105,12 +105,21 @@ func TestPlace(t *testing.T) {
 				"s":  {ID: "s", Role: RoleVoter, State: HostSuspect, Capacity: big},
 				"f":  {ID: "f", Role: RoleVoter, State: HostFenced, Capacity: big},
 				"m":  {ID: "m", Role: RoleVoter, State: HostMaintenance, Capacity: big},
-				"ok": {ID: "ok", Role: RoleNonVoter, State: HostOnline, Capacity: Capacity{MemoryKiB: 1 * gib}},
+				"ok": {ID: "ok", Role: RoleNonVoter, State: HostOnline, Capacity: Capacity{MemoryKiB: 1 * gib, VCPUs: 8}},
 			},
 			vms:      []*VM{testVM("a", 1, 1, Policy{Preferred: []string{"w", "s", "f", "m"}}), testVM("b", 1, 1, Policy{})},
 			want:     []string{"a", "b"},
 			assign:   []Assignment{{"a", "ok"}},
 			unplaced: map[string]string{"b": "no capacity"},
+		},
+		{
+			// Zero reads as "no figure": such a host is never counted as
+			// unlimited.
+			name:     "a host that reports no capacity gets nothing",
+			hosts:    testHosts(map[string]Capacity{"h1": {}, "h2": {MemoryKiB: 8 * gib}}),
+			vms:      []*VM{testVM("a", 1, 1, Policy{})},
+			want:     []string{"a"},
+			unplaced: map[string]string{"a": "capacity unknown"},
 		},
 		{
 			name:     "no eligible host at all",

@@ -42,6 +42,20 @@ func (b *logBuffer) has(s string) bool {
 	return strings.Contains(b.buf.String(), s)
 }
 
+// dump logs the lines that mention about and any of words.
+func (b *logBuffer) dump(t *testing.T, about string, words ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		for _, w := range words {
+			if strings.Contains(line, about) && strings.Contains(line, w) {
+				t.Log(line)
+				break
+			}
+		}
+	}
+}
+
 // secureCluster is a 3-member TCP+TLS cluster whose logs are kept.
 func secureCluster(t *testing.T, n int) (*hatest.Cluster, *logBuffer, context.Context, int) {
 	t.Helper()
@@ -477,20 +491,14 @@ func TestSecurityLaggingMemberAcceptsANewLeader(t *testing.T) {
 	if err := hc.Restart(2); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
 		if v, ok, _ := getValue(wctx, hc.Member(2), "while-away", ha.Stale); ok && v == 9 {
 			break
 		}
 		if wctx.Err() != nil {
-			logs.mu.Lock()
-			for _, line := range strings.Split(logs.buf.String(), "\n") {
-				if strings.Contains(line, "h3") && (strings.Contains(line, "refused") || strings.Contains(line, "vouch") || strings.Contains(line, "dropped") || strings.Contains(line, "ERROR")) {
-					t.Log(line)
-				}
-			}
-			logs.mu.Unlock()
+			logs.dump(t, "h3", "refused", "vouch", "dropped")
 			t.Fatal("h3 never caught up")
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -157,11 +157,11 @@ func (c *registerCmd) validate() error {
 	cp := *c.Capacity
 	switch {
 	case cp.MemoryKiB == 0:
-		return fmt.Errorf("host %s: Capacity.MemoryKiB: 0 (the hypervisor reported no memory): refused rather than counted as unlimited", c.Host)
+		return fmt.Errorf("host %s: Capacity.MemoryKiB: 0 (the hypervisor reported no memory): the host would get no VMs", c.Host)
 	case cp.MemoryKiB > maxMemoryKiB:
 		return fmt.Errorf("host %s: Capacity.MemoryKiB: %d KiB is more than 64 TiB", c.Host, cp.MemoryKiB)
 	case cp.VCPUs <= 0 || cp.VCPUs > maxVCPUs:
-		return fmt.Errorf("host %s: Capacity.VCPUs: %d is outside 1..%d (0 would count as unlimited)", c.Host, cp.VCPUs, maxVCPUs)
+		return fmt.Errorf("host %s: Capacity.VCPUs: %d is outside 1..%d", c.Host, cp.VCPUs, maxVCPUs)
 	}
 	return nil
 }

@@ -93,8 +93,13 @@ func rejectRelocation(c *round, vm *VM, r *room) string {
 }
 
 func rejectCapacity(c *round, vm *VM, r *room) string {
-	memShort := r.h.MemKiB > 0 && r.memFree < vm.MemKiB
-	cpuShort := r.h.CPUs > 0 && r.cpuFree < vm.CPUs
+	if r.h.MemKiB <= 0 || r.h.CPUs <= 0 {
+		// A host that reported no memory or no vCPUs has an unknown
+		// capacity, not an unlimited one.
+		return c.explain(func() string { return "reports no memory or vCPUs (capacity unknown: check the hypervisor's host info)" })
+	}
+	memShort := r.memFree < vm.MemKiB
+	cpuShort := r.cpuFree < vm.CPUs
 	if !memShort && !cpuShort {
 		return ""
 	}
@@ -102,10 +107,10 @@ func rejectCapacity(c *round, vm *VM, r *room) string {
 		return refused
 	}
 	var why []string
-	if r.h.MemKiB > 0 && r.memFree < vm.MemKiB {
+	if memShort {
 		why = append(why, fmt.Sprintf("%d MiB free of the %d needed", max(r.memFree, 0)/1024, vm.MemKiB/1024))
 	}
-	if r.h.CPUs > 0 && r.cpuFree < vm.CPUs {
+	if cpuShort {
 		why = append(why, fmt.Sprintf("%d vCPUs free of the %d needed", max(r.cpuFree, 0), vm.CPUs))
 	}
 	return "has " + strings.Join(why, " and ")
@@ -214,11 +219,7 @@ func scorePreferred(_ *round, vm *VM, r *room) int64 {
 	return 0
 }
 
-// scoreSpread prefers the host with the most free memory (free vCPUs on a
-// host that declared no memory), spreading load.
+// scoreSpread prefers the host with the most free memory, spreading load.
 func scoreSpread(_ *round, _ *VM, r *room) int64 {
-	if r.h.MemKiB == 0 {
-		return int64(r.cpuFree) - 1<<40
-	}
 	return r.memFree
 }

@@ -57,6 +57,9 @@ func TestFilters(t *testing.T) {
 		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 512 * mib, CPUs: 1},
 			others: []*VM{{Name: "o", MemKiB: 3800 * mib, Observed: Observed{Host: "h1", State: Running}}},
 			want:   map[string]string{"h1": "296 MiB free", "h2": ""}}, // released, still stopping on h1
+		{filter: "capacity", vm: &VM{Name: "x", MemKiB: 512 * mib, CPUs: 1},
+			mutate: func(s *State) { s.Hosts["h2"].CPUs = 0 }, // reported no vCPUs: unknown, never unlimited
+			want:   map[string]string{"h1": "", "h2": "capacity unknown"}},
 		{filter: "host-tags", vm: &VM{Name: "x", Tags: []string{"ssd"}},
 			want: map[string]string{"h1": "", "h2": "lacks tag ssd"}},
 		{filter: "storage", vm: &VM{Name: "x", Volumes: []string{"san1"}},

@@ -313,14 +313,14 @@ func (c *round) makeRoom(vm *VM, moving, evicted map[string]bool) (string, []str
 	defer func() { c.quiet = false }()
 	for _, id := range c.ids {
 		r := c.rooms[id]
-		if c.reject(vm, r, "capacity") != "" {
-			continue
+		if c.reject(vm, r, "capacity") != "" || r.h.MemKiB <= 0 || r.h.CPUs <= 0 {
+			continue // refused for another reason, or its capacity is unknown
 		}
 		cands, mem, cpu := c.evictable(id, moving, evicted)
 		mem += r.memFree
 		cpu += r.cpuFree
 		fits := func() bool {
-			return (r.h.MemKiB == 0 || mem >= vm.MemKiB) && (r.h.CPUs == 0 || cpu >= vm.CPUs)
+			return mem >= vm.MemKiB && cpu >= vm.CPUs
 		}
 		var victims []string
 		for _, o := range cands {

@@ -106,7 +106,7 @@ func TestProofKinds(t *testing.T) {
 			s := NewState(tm)
 			s.LeaderSince = base.Add(-time.Minute)
 			s.Hosts["h1"] = &Host{ID: "h1", State: HostSuspect, LastRenewal: base}
-			s.Hosts["h2"] = &Host{ID: "h2", State: HostOnline, LastRenewal: base.Add(tt.after)}
+			s.Hosts["h2"] = &Host{ID: "h2", State: HostOnline, MemKiB: 4096 * mib, CPUs: 4, LastRenewal: base.Add(tt.after)}
 			s.VMs["web"] = &VM{Name: "web", Restart: RestartAlways, Host: "h1"}
 			_ = s.RecordProof(Proof{Host: "h1", Epoch: 0, Kind: tt.kind, At: base.Add(time.Second)})
 			now := base.Add(tt.after)

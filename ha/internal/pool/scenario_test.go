@@ -344,6 +344,7 @@ func hostFields(h *Host, kv map[string]string, flags map[string]bool) error {
 		return err
 	}
 	h.MemKiB = int64(mem) * 1024
+	h.CPUs = 64 // a host the transcript gives no vCPUs has plenty
 	if err := atoi(kv, "cpus", &h.CPUs); err != nil {
 		return err
 	}
