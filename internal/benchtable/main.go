@@ -38,10 +38,10 @@ type Report struct {
 	// Hardware is the CPU go test reported, the OS/architecture and the
 	// number of CPUs; Load is /proc/loadavg before and after the run: the
 	// figures mean little on a machine that was busy.
-	Hardware string `json:"hardware,omitempty"`
-	Load     string `json:"load,omitempty"`
-	Results   []Result  `json:"results"`
-	Failed    []string  `json:"failed,omitempty"` // packages whose benchmarks failed
+	Hardware string   `json:"hardware,omitempty"`
+	Load     string   `json:"load,omitempty"`
+	Results  []Result `json:"results"`
+	Failed   []string `json:"failed,omitempty"` // packages whose benchmarks failed
 }
 
 func main() {
