@@ -131,9 +131,13 @@ func parse(r io.Reader) Report {
 			continue
 		}
 		if strings.HasPrefix(line, "FAIL\t") || strings.HasPrefix(line, "--- FAIL") {
-			f := strings.Fields(line)
-			if len(f) > 1 {
-				rep.Failed = append(rep.Failed, f[1])
+			// "FAIL\tpkg\t1.2s" names a package, "--- FAIL: BenchmarkX" a benchmark.
+			f := strings.Fields(strings.TrimPrefix(line, "--- FAIL:"))
+			if strings.HasPrefix(line, "FAIL\t") {
+				f = f[1:]
+			}
+			if len(f) > 0 {
+				rep.Failed = append(rep.Failed, f[0])
 			}
 			continue
 		}
