@@ -214,17 +214,16 @@ func (d *detector) verdictLocked(host string, now time.Time) hostVerdict {
 	// out InitDead. Reassignable still counts from the election, so this
 	// only starts fencing sooner; it never moves a VM sooner.
 	//
-	// A probe that fails after this member itself saw the host silent for
-	// longer than DeadTime (counting from the last renewal it applied, which
-	// after the election's Barrier includes every committed one) ends the
-	// grace at once: that is the evidence a host gets suspected on outside
-	// an election, silence past DeadTime, plus proof that it does not
-	// answer now. A live host that merely could not renew while there was
-	// no leader answers the probe.
+	// The grace ends once the host's latest probe failed and it has been
+	// silent for longer than DeadTime, counted from the last renewal this
+	// member applied (which after the election's Barrier includes every
+	// committed one): that is the evidence a host is suspected on outside
+	// an election, plus proof that it does not answer now. A live host that
+	// merely could not renew while there was no leader answers the probe.
 	if grace := max(d.started, d.leader); (!seen || !last.After(grace)) && now.Sub(grace) <= d.t.InitDead {
 		v.Probe = seen
-		u, failing := d.unreachable[host]
-		dead = seen && failing && (now.Sub(u) >= d.t.DeadTime || u.Sub(last) > d.t.DeadTime)
+		_, failing := d.unreachable[host]
+		dead = seen && failing && now.Sub(last) > d.t.DeadTime
 	}
 	switch {
 	case dead:

@@ -137,11 +137,10 @@ func TestDetectorLeaseExpiryNeedsWatchdog(t *testing.T) {
 }
 
 // After an election, a host that renewed before it keeps InitDead to find the
-// new leader while it answers probes, and loses the grace once probes have
-// failed for DeadTime: it died with the old leader. A host this member had
-// already seen silent past DeadTime loses it at its first failed probe. A
-// host never heard from may be booting, and keeps the whole grace whatever
-// probes say.
+// new leader while it answers probes, and loses the grace once its probe
+// failed and it has been silent for DeadTime since its last renewal: it died
+// with the old leader. A host never heard from may be booting, and keeps the
+// whole grace whatever probes say.
 func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	tm := fastTimings
 	tm.InitDead = 10 * time.Second
@@ -175,15 +174,16 @@ func TestDetectorFailedProbesEndTheGrace(t *testing.T) {
 	d.probed("dead", start, false)
 	d.probed("slow", start, true)
 	d.probed("booting", start, false)
-	clk.Advance(399 * time.Millisecond)
+	clk.Advance(99 * time.Millisecond)
 	if v := d.verdict("dead"); v.Health == healthDead {
-		t.Fatalf("unreachable for less than DeadTime: %+v, want not dead yet", v)
+		t.Fatalf("unreachable, silent for less than DeadTime: %+v, want not dead yet", v)
 	}
 	clk.Advance(2 * time.Millisecond)
 	d.probed("dead", clk.Now(), false) // a later failure keeps the run's start
 	if v := d.verdict("dead"); v.Health != healthDead || v.Reassignable {
-		t.Fatalf("unreachable past DeadTime: %+v, want dead, not yet reassignable", v)
+		t.Fatalf("unreachable, silent past DeadTime: %+v, want dead, not yet reassignable", v)
 	}
+	clk.Advance(300 * time.Millisecond)
 	for _, h := range []string{"slow", "booting"} {
 		if v := d.verdict(h); v.Health == healthDead {
 			t.Fatalf("%s within InitDead: %+v, want not dead", h, v)

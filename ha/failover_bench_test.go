@@ -100,7 +100,7 @@ func benchFailover(b *testing.B, profile ha.Config, kills, leaderKills int) {
 				b.Fatal(err)
 			}
 			addPhases(phases, w.State(), w.ID(victim), k < kills)
-			if d > 3*time.Second {
+			if d > profile.DeadTime+3*time.Second {
 				b.Logf("kill %d of %s took %v:\n%s", k, w.ID(victim), d, lastIncident(w.State(), w.ID(victim)))
 			}
 			k++

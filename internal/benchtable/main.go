@@ -38,10 +38,10 @@ type Report struct {
 	// Hardware is the CPU go test reported, the OS/architecture and the
 	// number of CPUs; Load is /proc/loadavg before and after the run: the
 	// figures mean little on a machine that was busy.
-	Hardware string `json:"hardware,omitempty"`
-	Load     string `json:"load,omitempty"`
-	Results   []Result  `json:"results"`
-	Failed    []string  `json:"failed,omitempty"` // packages whose benchmarks failed
+	Hardware string   `json:"hardware,omitempty"`
+	Load     string   `json:"load,omitempty"`
+	Results  []Result `json:"results"`
+	Failed   []string `json:"failed,omitempty"` // packages whose benchmarks failed
 }
 
 func main() {
@@ -131,9 +131,13 @@ func parse(r io.Reader) Report {
 			continue
 		}
 		if strings.HasPrefix(line, "FAIL\t") || strings.HasPrefix(line, "--- FAIL") {
-			f := strings.Fields(line)
-			if len(f) > 1 {
-				rep.Failed = append(rep.Failed, f[1])
+			// "FAIL\tpkg\t1.2s" names a package, "--- FAIL: BenchmarkX" a benchmark.
+			f := strings.Fields(strings.TrimPrefix(line, "--- FAIL:"))
+			if strings.HasPrefix(line, "FAIL\t") {
+				f = f[1:]
+			}
+			if len(f) > 0 {
+				rep.Failed = append(rep.Failed, f[0])
 			}
 			continue
 		}

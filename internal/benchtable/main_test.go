@@ -17,6 +17,7 @@ ok  	github.com/xenha/xenha/ha	12.3s
 pkg: github.com/xenha/xenha/netguard/nft
 BenchmarkApply1000-2  10  4.5e+06 ns/op
 --- FAIL: BenchmarkBroken
+FAIL
 FAIL	github.com/xenha/xenha/storage/nbd	0.1s
 `
 
@@ -35,7 +36,7 @@ func TestParse(t *testing.T) {
 	if got := rep.Results[2]; got.Package != "github.com/xenha/xenha/netguard/nft" || got.Metrics["ns/op"] != 4.5e6 {
 		t.Errorf("third result = %+v", got)
 	}
-	if len(rep.Failed) != 2 || rep.Failed[1] != "github.com/xenha/xenha/storage/nbd" {
+	if len(rep.Failed) != 2 || rep.Failed[0] != "BenchmarkBroken" || rep.Failed[1] != "github.com/xenha/xenha/storage/nbd" {
 		t.Errorf("failed = %v", rep.Failed)
 	}
 }
