@@ -96,7 +96,9 @@ func rejectCapacity(c *round, vm *VM, r *room) string {
 	if r.h.MemKiB <= 0 || r.h.CPUs <= 0 {
 		// A host that reported no memory or no vCPUs has an unknown
 		// capacity, not an unlimited one.
-		return c.explain(func() string { return "reports no memory or vCPUs (capacity unknown: check the hypervisor's host info)" })
+		return c.explain(func() string {
+			return "reports no memory or vCPUs (capacity unknown: check the hypervisor's host info)"
+		})
 	}
 	memShort := r.memFree < vm.MemKiB
 	cpuShort := r.cpuFree < vm.CPUs
