@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/xenha/xenha/ha"
 )
 
 // The CA on disk, in one directory (0700):
@@ -33,18 +35,16 @@ const (
 	RoleOperator = "operator"
 )
 
-// operatorUnit marks an operator certificate (Subject OU): the same unit,
-// common name and client-only usage as ha.OperatorOU and pki.IssueOperator
-// on the authorization branch. Only IsOperator reads it, so that
-// ha.IsOperatorCert can replace it in one place once that branch lands.
-const operatorUnit = "xenha-operator"
+// operatorUnit marks an operator certificate (Subject OU), as pki.IssueOperator
+// issues them.
+const operatorUnit = ha.OperatorOU
 
 // IsOperator reports whether a verified client certificate is an
-// operator's: it says so in its subject and can authenticate only as a
-// client, so it can never serve as a member's identity (members need server
-// auth, which ha's Raft listener checks).
+// operator's: it has the operator role (ha.IsOperatorCert) and can
+// authenticate only as a client, so it can never serve as a member's
+// identity (members need server auth, which ha's Raft listener checks).
 func IsOperator(c *x509.Certificate) bool {
-	return slices.Contains(c.Subject.OrganizationalUnit, operatorUnit) &&
+	return ha.IsOperatorCert(c) &&
 		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) &&
 		!slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 }
