@@ -77,12 +77,27 @@ if ((${#all_missing[@]} > 0)) && [[ $(id -u) == 0 ]]; then
 	exec 9>/tmp/xenha-deps.lock
 	flock 9
 	stamp=/var/lib/apt/periodic/xenha-update-stamp
+	# Packages such as tgt, rpcbind, nbd-server and nfs-ganesha start their
+	# daemons on install where an init system runs; the tests start their own
+	# on private configurations, so nothing may be started for them. Debian's
+	# policy-rc.d (exit 101: action forbidden) holds for this install only.
+	policy=""
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# xenha deps.sh: start no service while it installs\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	{
 		if [[ ! -f $stamp ]] || [[ -n $(find "$stamp" -mmin +1440 2>/dev/null) ]] || [[ -z $(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial) ]]; then
 			apt-get -o DPkg::Lock::Timeout=600 update -q >&2 && mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 		fi &&
 			apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${all_missing[@]}" >&2
 	} || apt_failed="apt-get failed (its output is above: no network? no Debian mirror in /etc/apt/sources.list*?)"
+	if [[ -n $policy ]]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
 	flock -u 9
 fi
 
