@@ -294,6 +294,9 @@ func (a *agent) round(ctx context.Context) {
 		}
 	}
 	in.Domains = doms
+	a.mu.Lock()
+	in.Started = maps.Clone(a.started) // with this round's starts
+	a.mu.Unlock()
 	a.report(ctx, v, epoch, observations(in))
 }
 

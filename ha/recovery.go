@@ -516,8 +516,7 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 					delete(r.released, key)
 				}
 			}
-		case h.State == HostOnline && vm.Observed.Host == vm.Host &&
-			(vm.Observed.State == xenctl.StateCrashed || vm.Observed.State == xenctl.StateShutoff):
+		case h.State == HostOnline && stoppedSinceAssigned(vm):
 			if vm.LocalRestarts < vm.Policy.MaxLocalRestarts {
 				if _, err := f.c.propose(ctx, &restartCmd{VM: name, Host: vm.Host, Count: vm.LocalRestarts}); err != nil {
 					f.log.Debug("local restart grant failed", "vm", name, "err", err)
@@ -567,6 +566,17 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	if _, err := f.c.propose(ctx, cmd); err != nil {
 		f.log.Debug("assignment not committed; retrying next step", "err", err)
 	}
+}
+
+// stoppedSinceAssigned reports whether the VM's host reported it crashed
+// or shut off from a view that includes the VM's assignment there: only
+// then is the stop the outcome of that assignment. An older report (made
+// before the host learnt it got the VM back, in flight meanwhile) tells of
+// an earlier stay, and acting on it would move the VM before it started.
+func stoppedSinceAssigned(vm *VM) bool {
+	o := vm.Observed
+	return o.Host == vm.Host && o.ViewIndex >= vm.Assigned &&
+		(o.State == xenctl.StateCrashed || o.State == xenctl.StateShutoff)
 }
 
 // provenOff reports whether host is fenced with a verified power-off that

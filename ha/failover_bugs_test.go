@@ -1,0 +1,69 @@
+package ha_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/xenha/xenha/ha"
+	"github.com/xenha/xenha/ha/hatest"
+	"github.com/xenha/xenha/xenctl"
+	"github.com/xenha/xenha/xenctl/xenctltest"
+)
+
+// TestFailoverMoveBackIgnoresReportFromEarlierStay: a VM moved by stop and
+// start back to a host that still holds its stopped definition must run
+// there and stay. A shut-off report from that host made before it learnt
+// of the new assignment (here injected while its start is slow) tells of
+// the earlier stay; the leader used to take it for the failure of the new
+// assignment and relocate the VM, and the two hosts passed it back and
+// forth for good.
+func TestFailoverMoveBackIgnoresReportFromEarlierStay(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.Witness(2))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	vm := hatest.VMSpec("back", 512, 1, 0)
+	vm.Policy.MaxLocalRestarts = 0
+	vm.Policy.Preferred = []string{"h1"}
+	vm.Spec.Volumes = []string{"disk-back"} // moves by stop and start
+	if err := w.AddVMs(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "back", ""); err != nil || host != "h1" {
+		t.Fatalf("back on %q (%v), want h1:\n%s", host, err, w.Describe())
+	}
+	if err := w.Any().Migrate(ctx, "back", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "back", ""); err != nil || host != "h2" {
+		t.Fatalf("back on %q (%v) after a move to h2:\n%s", host, err, w.Describe())
+	}
+	// h1 keeps its definition, shut off; its next start is slow.
+	w.Host("h1").Hyper.Inject(xenctltest.Fault{Method: xenctltest.MethodStart, Domain: "back", Delay: 700 * time.Millisecond, Times: 1})
+	if err := w.Any().Migrate(ctx, "back", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	var assigned, epoch uint64
+	if err := w.Wait(ctx, "back assigned to h1", func(s *ha.State) bool {
+		assigned, epoch = s.VMs["back"].Assigned, s.Hosts["h1"].Epoch
+		return s.VMs["back"].Host == "h1"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := ha.EncodeCommand("vm.observed", map[string]any{"host": "h1", "epoch": epoch, "view": assigned - 1,
+		"vms": []map[string]any{{"vm": "back", "state": xenctl.StateShutoff}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.RawApply(w.Member(w.Leader()), raw); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "back", ""); err != nil || host != "h1" {
+		t.Fatalf("back on %q (%v) after a move back to h1:\n%s", host, err, w.Describe())
+	}
+	if s := w.State(); s.VMs["back"].Assigned != assigned || s.VMs["back"].Released > assigned {
+		t.Fatalf("back was moved on from h1 (assigned %d, now %d, released %d):\n%s", assigned, s.VMs["back"].Assigned, s.VMs["back"].Released, w.Describe())
+	}
+}
