@@ -467,7 +467,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 			continue
 		}
 		from := vm.Host
-		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating = mv.Host, t.Epoch, "", nil
+		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating, vm.MigrateFailed = mv.Host, t.Epoch, "", nil, nil
 		vm.Assigned = m.Index
 		if vm.MoveTo == mv.Host {
 			vm.MoveTo = ""

@@ -2,6 +2,7 @@ package ha_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,73 @@ func TestFailoverMoveBackIgnoresReportFromEarlierStay(t *testing.T) {
 	}
 	if s := w.State(); s.VMs["back"].Assigned != assigned || s.VMs["back"].Released > assigned {
 		t.Fatalf("back was moved on from h1 (assigned %d, now %d, released %d):\n%s", assigned, s.VMs["back"].Assigned, s.VMs["back"].Released, w.Describe())
+	}
+}
+
+// TestFailoverFailedLiveMigrationFallsBack: live migration to a hypervisor
+// that cannot do it (libvirt's test driver has no virDomainMigrate3) fails.
+// An operator's Migrate then gives up: the VM keeps running on its source,
+// and the failure is recorded in the VM's state and an event with the
+// hypervisor's error. A maintenance drain afterwards, under another leader,
+// moves the VM by stop and start and does not try the migration again.
+func TestFailoverFailedLiveMigrationFallsBack(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.Witness(2))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	vm := hatest.VMSpec("live", 512, 1, 0)
+	vm.Policy.Preferred = []string{"h1"}
+	if err := w.AddVMs(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "live", ""); err != nil || host != "h1" {
+		t.Fatalf("live on %q (%v), want h1:\n%s", host, err, w.Describe())
+	}
+	src := w.Host("h1").Hyper
+	src.Inject(xenctltest.Fault{Method: xenctltest.MethodMigrate, Err: xenctl.ErrNotSupported})
+	events := w.Member(2).Subscribe(ctx)
+	if err := w.Any().Migrate(ctx, "live", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	var failed ha.MigrateFailure
+	if err := w.Wait(ctx, "the failed migration recorded", func(s *ha.State) bool {
+		if f := s.VMs["live"].MigrateFailed; f != nil && s.VMs["live"].Migrating == nil {
+			failed = *f
+			return true
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("%v:\n%s", err, w.Describe())
+	}
+	if failed.From != "h1" || failed.To != "h2" || !strings.Contains(failed.Error, xenctl.ErrNotSupported.Error()) {
+		t.Errorf("recorded failure %+v, want h1 to h2 with the hypervisor's error", failed)
+	}
+	for ev := range events {
+		if ev.Kind == ha.EventMigrateFailed {
+			if ev.VM != "live" || ev.Host != "h1" || !strings.Contains(ev.Message, xenctl.ErrNotSupported.Error()) {
+				t.Errorf("event %+v", ev)
+			}
+			break
+		}
+	}
+	if host, err := w.WaitRunning(ctx, "live", ""); err != nil || host != "h1" {
+		t.Fatalf("live on %q (%v) after a failed migration, want still on h1:\n%s", host, err, w.Describe())
+	}
+	// The record is replicated: a new leader does not try again.
+	if err := w.MakeFollower(ctx, w.Leader()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Any().Maintenance(ctx, "h1", true); err != nil {
+		t.Fatal(err)
+	}
+	if host, err := w.WaitRunning(ctx, "live", "h1"); err != nil || host != "h2" {
+		t.Fatalf("live on %q (%v) after draining h1, want h2:\n%s", host, err, w.Describe())
+	}
+	if n := src.CallCount(xenctltest.MethodMigrate); n != 1 {
+		t.Errorf("live migration tried %d times, want once", n)
+	}
+	if f := w.State().VMs["live"].MigrateFailed; f != nil {
+		t.Errorf("failure record %+v kept after the VM moved", f)
 	}
 }

@@ -22,19 +22,20 @@ import (
 
 // Failover event kinds.
 const (
-	EventHostWarn       EventKind = "host.warn"        // silent past WarnTime
-	EventHostSuspect    EventKind = "host.suspect"     // committed suspect: fencing starts
-	EventHostBack       EventKind = "host.back"        // a suspect host renewed before it was fenced
-	EventFenceAttempt   EventKind = "fence.attempt"    // one fencing attempt (Message: method and outcome)
-	EventFenceFailed    EventKind = "fence.failed"     // a fencing round failed; retried with backoff
-	EventFenceNeeded    EventKind = "fence.needed"     // no fencer can act: an operator must AckFence
-	EventHostFenced     EventKind = "host.fenced"      // a fence record is committed
-	EventVMPlaced       EventKind = "vm.placed"        // a VM was assigned to Host
-	EventVMPending      EventKind = "vm.pending"       // a VM waits (Message: why)
-	EventVMRestart      EventKind = "vm.restart"       // a local restart was granted
-	EventIsolated       EventKind = "host.isolated"    // this host lost its lease and isolated its VMs
-	EventIncidentClosed EventKind = "incident.closed"  // Message: the timeline
-	EventReconciled     EventKind = "agent.reconciled" // the agent acted on its hypervisor (Message: plan)
+	EventHostWarn       EventKind = "host.warn"         // silent past WarnTime
+	EventHostSuspect    EventKind = "host.suspect"      // committed suspect: fencing starts
+	EventHostBack       EventKind = "host.back"         // a suspect host renewed before it was fenced
+	EventFenceAttempt   EventKind = "fence.attempt"     // one fencing attempt (Message: method and outcome)
+	EventFenceFailed    EventKind = "fence.failed"      // a fencing round failed; retried with backoff
+	EventFenceNeeded    EventKind = "fence.needed"      // no fencer can act: an operator must AckFence
+	EventHostFenced     EventKind = "host.fenced"       // a fence record is committed
+	EventVMPlaced       EventKind = "vm.placed"         // a VM was assigned to Host
+	EventVMPending      EventKind = "vm.pending"        // a VM waits (Message: why)
+	EventVMRestart      EventKind = "vm.restart"        // a local restart was granted
+	EventMigrateFailed  EventKind = "vm.migrate-failed" // a live migration failed; the VM runs on Host (Message: the hypervisor's error)
+	EventIsolated       EventKind = "host.isolated"     // this host lost its lease and isolated its VMs
+	EventIncidentClosed EventKind = "incident.closed"   // Message: the timeline
+	EventReconciled     EventKind = "agent.reconciled"  // the agent acted on its hypervisor (Message: plan)
 )
 
 // failover holds one member's failover services.
@@ -112,6 +113,11 @@ func (f *failover) applied(cmd command, m applyMeta, result any, err error) {
 		}
 	case *restartCmd:
 		f.emit(Event{Kind: EventVMRestart, Host: c.Host, VM: c.VM, Index: m.Index})
+	case *migratedCmd:
+		if c.Err != "" {
+			f.emit(Event{Kind: EventMigrateFailed, Host: c.From, VM: c.VM, Index: m.Index,
+				Message: fmt.Sprintf("live migration of %s from %s to %s failed; it still runs on %s: %s", c.VM, c.From, c.To, c.From, c.Err)})
+		}
 	case *observedCmd:
 		f.emitClosed(c.Host, m, result)
 	case *incidentCloseCmd:
@@ -493,7 +499,9 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			}
 			// Live migration when both hypervisors can, once; stop and
 			// start otherwise, or when it failed.
-			if !r.released["live:"+key] {
+			// A failed live migration is recorded in the state: no leader
+			// tries it again from this host, the VM moves by stop and start.
+			if !r.released["live:"+key] && vm.MigrateFailed == nil {
 				r.released["live:"+key] = true
 				to := vm.MoveTo
 				if to == "" {

@@ -148,6 +148,21 @@ type VM struct {
 	// Migrating is set while the VM is live-migrated from Host to another
 	// host; the hypervisors hand it over, and neither agent starts or stops it.
 	Migrating *Migration `json:"migrating,omitempty"`
+	// MigrateFailed is the last failed live migration of the VM from its
+	// current host, with the hypervisor's error. While it is set the VM
+	// moves off this host by stop and start only (a drain falls back to it,
+	// under any leader); an operator's Migrate tries live once more. It is
+	// cleared when the VM gets a new host.
+	MigrateFailed *MigrateFailure `json:"migrate_failed,omitempty"`
+}
+
+// MigrateFailure records a live migration that failed; the VM kept running
+// on From.
+type MigrateFailure struct {
+	From  string    `json:"from"`
+	To    string    `json:"to"`
+	Error string    `json:"error"`
+	Time  time.Time `json:"time"`
 }
 
 // Migration is a live migration under way.
