@@ -2,6 +2,7 @@ package ha_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,52 @@ func TestFailoverFailedLiveMigrationFallsBack(t *testing.T) {
 	}
 	if f := w.State().VMs["live"].MigrateFailed; f != nil {
 		t.Errorf("failure record %+v kept after the VM moved", f)
+	}
+}
+
+// TestDeleteVMThatRan: DeleteVM of a VM that runs stops it through its
+// host and then removes it; one that ran and was stopped is removed too.
+// DeleteVM used to delete only VMs no host held, and nothing unplaced a
+// stopped VM, so any VM that had ever run could not be deleted.
+func TestDeleteVMThatRan(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.Witness(2))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	running, stopped := hatest.VMSpec("running", 256, 1, 1), hatest.VMSpec("stopped", 256, 1, 2)
+	running.Spec.Volumes = []string{"disk-running"}
+	if err := w.AddVMs(ctx, running, stopped); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"running", "stopped"} {
+		if _, err := w.WaitRunning(ctx, name, ""); err != nil {
+			t.Fatalf("%v:\n%s", err, w.Describe())
+		}
+	}
+	s := w.State().VMs["stopped"]
+	s.Stopped = true
+	if err := w.Any().PutVM(ctx, *s); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, "stopped reported stopped", func(s *ha.State) bool {
+		v := s.VMs["stopped"]
+		return len(w.Hyper.Active("stopped")) == 0 && v.Observed.Host == v.Host && v.Observed.State == xenctl.StateShutoff
+	}); err != nil {
+		t.Fatalf("%v:\n%s", err, w.Describe())
+	}
+	for _, name := range []string{"running", "stopped"} {
+		if err := w.Any().DeleteVM(ctx, name); err != nil {
+			t.Fatalf("DeleteVM(%s): %v", name, err)
+		}
+	}
+	if err := w.Wait(ctx, "both VMs gone", func(s *ha.State) bool { return len(s.VMs) == 0 }); err != nil {
+		t.Fatalf("%v:\n%s", err, w.Describe())
+	}
+	if on := w.Hyper.Active("running"); len(on) != 0 {
+		t.Fatalf("deleted VM still active on %v", on)
+	}
+	if err := w.Any().DeleteVM(ctx, "running"); !errors.Is(err, ha.ErrNotFound) {
+		t.Fatalf("DeleteVM of a deleted VM: %v, want ErrNotFound", err)
 	}
 }

@@ -435,6 +435,10 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	var want []string
 	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
 		vm := s.VMs[name]
+		if vm.Deleting {
+			r.finishDelete(ctx, s, vm)
+			continue
+		}
 		if !placeable(vm) {
 			continue
 		}
@@ -573,6 +577,18 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	}
 	if _, err := f.c.propose(ctx, cmd); err != nil {
 		f.log.Debug("assignment not committed; retrying next step", "err", err)
+	}
+}
+
+// finishDelete proposes vm.delete again for a VM being deleted once no
+// host may run it (or once a live migration that was under way ended, so
+// that its new host stops it).
+func (r *recovery) finishDelete(ctx context.Context, s *State, vm *VM) {
+	if vm.Migrating != nil || (vm.Host == "" && mayLeave(s, vm) != nil) {
+		return
+	}
+	if _, err := r.f.c.propose(ctx, &vmDelete{Name: vm.Name}); err != nil {
+		r.f.log.Debug("deleting a stopped VM failed; retried next step", "vm", vm.Name, "err", err)
 	}
 }
 

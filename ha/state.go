@@ -126,6 +126,10 @@ type VM struct {
 	Policy Policy `json:"policy"`
 	// Stopped is the operator's wish that the VM not run anywhere.
 	Stopped bool `json:"stopped,omitempty"`
+	// Deleting is set by DeleteVM on a VM that runs or may still run: it is
+	// stopped and unplaced, and leaves the state once the host it was last
+	// on reported it stopped (or left, or was fenced).
+	Deleting bool `json:"deleting,omitempty"`
 	// Host is the desired placement, empty while unplaced. A host agent runs
 	// the VM only if Host is itself and OwnerEpoch equals its own epoch.
 	Host       string `json:"host,omitempty"`
