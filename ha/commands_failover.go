@@ -681,5 +681,6 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 	vm.Host, vm.Released = "", m.Index
 	vm.MoveTo = c.MoveTo
 	vm.Pending = "moving: " + c.Reason
+	vm.MigrateFailed = nil // it moves by stop and start now
 	return nil, nil
 }

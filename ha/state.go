@@ -156,7 +156,7 @@ type VM struct {
 	// current host, with the hypervisor's error. While it is set the VM
 	// moves off this host by stop and start only (a drain falls back to it,
 	// under any leader); an operator's Migrate tries live once more. It is
-	// cleared when the VM gets a new host.
+	// cleared when the VM is released or gets a new host.
 	MigrateFailed *MigrateFailure `json:"migrate_failed,omitempty"`
 }
 

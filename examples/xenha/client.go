@@ -404,6 +404,10 @@ func (cl *client) act(method, path string, body any, done func(s *waitState) (bo
 				fmt.Fprintf(cl.stderr, "xenha %s: %s\n", cl.name, progress)
 				last = progress
 			}
+			if s.failed != "" {
+				fmt.Fprintf(cl.stderr, "xenha %s: %s\n", cl.name, s.failed)
+				return exitFailure
+			}
 			if ok {
 				return cl.result("done")
 			}
@@ -428,6 +432,9 @@ func (cl *client) result(s string) int {
 type waitState struct {
 	hosts []*ha.Host
 	vms   []*ha.VM
+	// failed, set by a wait condition, says why what it waits for will
+	// not happen: the wait ends at once with exit 1.
+	failed string
 }
 
 func (s *waitState) host(id string) *ha.Host {
@@ -498,6 +505,9 @@ func cmdMigrate(cl *client, args []string) int {
 		v := s.vm(vm)
 		if v == nil {
 			return false, "VM " + vm + " is gone"
+		}
+		if f := v.MigrateFailed; f != nil && f.To == to && v.Host != to {
+			s.failed = fmt.Sprintf("live migration of %s to %s failed; it still runs on %s: %s", vm, to, f.From, f.Error)
 		}
 		return running(v, to), fmt.Sprintf("VM %s is %s on %q", vm, vmState(v), v.Host)
 	})
