@@ -184,3 +184,35 @@ func TestDeleteVMThatRan(t *testing.T) {
 		t.Fatalf("DeleteVM of a deleted VM: %v, want ErrNotFound", err)
 	}
 }
+
+// TestDeleteVMNeverDefined: a VM whose host could never define it (the
+// hypervisor refuses its XML) is deleted too. The host has no domain to
+// report on, and used to say nothing about a VM taken off it, so the
+// deletion waited for its word for good.
+func TestDeleteVMNeverDefined(t *testing.T) {
+	t.Parallel()
+	w := hatest.NewWorld(t, 3, hatest.Witness(2))
+	w.CheckInvariants(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, h := range []string{"h1", "h2"} {
+		w.Host(h).Hyper.Inject(xenctltest.Fault{Method: xenctltest.MethodDefine, Domain: "bad", Err: xenctl.ErrConflict})
+	}
+	vm := hatest.VMSpec("bad", 256, 1, 3)
+	vm.Policy.Restart = ha.RestartBestEffort
+	if err := w.Any().PutVM(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, "bad reported shut off where it is placed", func(s *ha.State) bool {
+		v := s.VMs["bad"]
+		return v.Host != "" && v.Observed.Host == v.Host && v.Observed.State == xenctl.StateShutoff
+	}); err != nil {
+		t.Fatalf("%v:\n%s", err, w.Describe())
+	}
+	if err := w.Any().DeleteVM(ctx, "bad"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(ctx, "bad gone", func(s *ha.State) bool { return s.VMs["bad"] == nil }); err != nil {
+		t.Fatalf("%v:\n%s", err, w.Describe())
+	}
+}
