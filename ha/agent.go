@@ -298,6 +298,9 @@ func (a *agent) round(ctx context.Context) {
 		}
 	}
 	in.Domains = doms
+	a.mu.Lock()
+	in.Started = maps.Clone(a.started) // with this round's starts
+	a.mu.Unlock()
 	a.report(ctx, v, epoch, observations(in))
 }
 
@@ -503,6 +506,7 @@ func (a *agent) detach(ctx context.Context, vm VM, v view) {
 // differs from what the hypervisor says now. At most one report is in
 // flight, so a partition never piles them up.
 func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string]ObservedVM) {
+	a.addUndefinedReleases(v, obs)
 	var out []ObservedVM
 	a.mu.Lock()
 	for name, vm := range v.vms {
@@ -548,6 +552,17 @@ func (a *agent) report(ctx context.Context, v view, epoch uint64, obs map[string
 		a.mu.Unlock()
 		kick(a.kick)
 	}()
+}
+
+// addUndefinedReleases adds to obs the VMs taken off this host (released,
+// being deleted) that have no domain here and whose release this host has
+// not reported on: without its word they would wait for good.
+func (a *agent) addUndefinedReleases(v view, obs map[string]ObservedVM) {
+	for name, vm := range v.vms {
+		if _, ok := obs[name]; !ok && vm.Host == "" && vm.Observed.Host == a.f.cfg.ID && vm.Observed.ViewIndex < vm.Released {
+			obs[name] = ObservedVM{VM: name, State: xenctl.StateShutoff, Reason: "not defined here"}
+		}
+	}
 }
 
 // destroyAll destroys every cluster VM active on this host and blocks the

@@ -110,6 +110,9 @@ func (c *vmPut) apply(s *State, _ applyMeta) (any, error) {
 		}
 	}
 	if old, ok := s.VMs[v.Name]; ok {
+		if old.Deleting {
+			return nil, fmt.Errorf("VM %s is being deleted (%s): put it again once it is gone: %w", v.Name, old.Pending, ErrRefused)
+		}
 		old.UUID, old.Spec, old.Policy, old.Stopped = v.UUID, v.Spec, v.Policy, v.Stopped
 		return nil, nil
 	}
@@ -117,23 +120,42 @@ func (c *vmPut) apply(s *State, _ applyMeta) (any, error) {
 	return nil, nil
 }
 
-// vmDelete removes a VM that is stopped and placed nowhere.
+// vmDelete removes a VM. One that no host may run is removed at once; one
+// that runs or may run is marked Deleting, stopped and unplaced, and the
+// leader proposes vm.delete again once its host reported it stopped: a VM
+// removed from the state while it runs would run on unmanaged for good.
 type vmDelete struct {
 	Name string `json:"name"`
 }
 
 func (*vmDelete) kind() string { return "vm.delete" }
 
-func (c *vmDelete) apply(s *State, _ applyMeta) (any, error) {
+// vmDeleting is vm.delete's result when the VM is not gone yet.
+const vmDeleting = "deleting"
+
+func (c *vmDelete) apply(s *State, m applyMeta) (any, error) {
 	v, ok := s.VMs[c.Name]
 	if !ok {
 		return nil, fmt.Errorf("VM %s: %w", c.Name, ErrNotFound)
 	}
-	if v.Host != "" {
-		return nil, fmt.Errorf("VM %s is placed on %s: stop it (Stopped) and wait until it is unplaced before deleting: %w", c.Name, v.Host, ErrRefused)
+	v.Stopped, v.Deleting = true, true
+	if v.Host != "" && v.Migrating == nil {
+		if v.Observed.Host != v.Host {
+			// Its host has not reported since it got the VM: it may be
+			// starting it. Its report is needed before the VM may go.
+			v.Observed = Observed{Host: v.Host, State: xenctl.StateUnknown, Reason: "not reported since assigned", Time: m.At}
+		}
+		v.Pending = "deleting: waits until " + v.Host + " stopped it"
+		v.Host, v.Released, v.MoveTo = "", m.Index, ""
 	}
-	delete(s.VMs, c.Name)
-	return nil, nil
+	if v.Host == "" && v.Migrating == nil && mayLeave(s, v) == nil {
+		delete(s.VMs, c.Name)
+		return nil, nil
+	}
+	if v.Migrating != nil {
+		v.Pending = "deleting: waits for its live migration to " + v.Migrating.To + " to end"
+	}
+	return vmDeleting, nil
 }
 
 // volumePut creates a volume or updates its parameters; the writer and
@@ -187,7 +209,13 @@ func (c *Cluster) PutVM(ctx context.Context, vm VM) error {
 	return err
 }
 
-// DeleteVM removes a VM that is stopped and no longer placed.
+// DeleteVM removes a VM from the pool. A VM that no host may run (never
+// placed, or stopped and reported stopped after it was unplaced) is removed
+// at once. A VM that runs or may still run is stopped first: it is marked
+// Deleting (and Stopped), taken off its host, and removed once that host
+// reported it stopped, or left, or was fenced; DeleteVM returns when that
+// is committed, not when the VM is gone (Pending says what it waits for).
+// Its domain definition stays on the hypervisor, shut off.
 func (c *Cluster) DeleteVM(ctx context.Context, name string) error {
 	_, err := c.propose(ctx, &vmDelete{Name: name})
 	return err

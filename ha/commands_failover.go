@@ -467,7 +467,7 @@ func (c *assignCmd) apply(s *State, m applyMeta) (any, error) {
 			continue
 		}
 		from := vm.Host
-		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating = mv.Host, t.Epoch, "", nil
+		vm.Host, vm.OwnerEpoch, vm.Pending, vm.Migrating, vm.MigrateFailed = mv.Host, t.Epoch, "", nil, nil
 		vm.Assigned = m.Index
 		if vm.MoveTo == mv.Host {
 			vm.MoveTo = ""
@@ -687,5 +687,6 @@ func (c *releaseCmd) apply(s *State, m applyMeta) (any, error) {
 	vm.Host, vm.Released = "", m.Index
 	vm.MoveTo = c.MoveTo
 	vm.Pending = "moving: " + c.Reason
+	vm.MigrateFailed = nil // it moves by stop and start now
 	return nil, nil
 }

@@ -46,6 +46,7 @@ func (c *migrateCmd) apply(s *State, m applyMeta) (any, error) {
 		return nil, refuse("host %s cannot receive a live migration of %s", c.To, c.VM)
 	}
 	vm.Migrating = &Migration{From: c.From, To: c.To, ToEpoch: to.Epoch}
+	vm.MigrateFailed = nil
 	vm.Pending = "live migration to " + c.To
 	return nil, nil
 }
@@ -76,7 +77,11 @@ func (c *migratedCmd) apply(s *State, m applyMeta) (any, error) {
 	mig := vm.Migrating
 	vm.Migrating = nil
 	if c.Err != "" {
+		// The VM still runs on its source: record why, so that a drain
+		// moves it by stop and start instead of trying again, and an
+		// operator's Migrate gives up with the hypervisor's reason.
 		vm.Pending = "live migration to " + c.To + " failed: " + c.Err
+		vm.MigrateFailed = &MigrateFailure{From: c.From, To: c.To, Error: c.Err, Time: m.At}
 		if vm.MoveTo == c.To {
 			vm.MoveTo = ""
 		}
@@ -84,7 +89,7 @@ func (c *migratedCmd) apply(s *State, m applyMeta) (any, error) {
 	}
 	// The target received it at ToEpoch: if it was fenced since, the VM is
 	// a fenced host's VM like any other and recovered as such.
-	vm.Host, vm.OwnerEpoch, vm.Pending, vm.LocalRestarts = c.To, mig.ToEpoch, "", 0
+	vm.Host, vm.OwnerEpoch, vm.Pending, vm.LocalRestarts, vm.MigrateFailed = c.To, mig.ToEpoch, "", 0, nil
 	vm.Assigned = m.Index
 	if vm.MoveTo == c.To {
 		vm.MoveTo = ""

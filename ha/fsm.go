@@ -259,6 +259,10 @@ func cloneState(s *State) (*State, error) {
 			m := *vm.Migrating
 			c.Migrating = &m
 		}
+		if vm.MigrateFailed != nil {
+			mf := *vm.MigrateFailed
+			c.MigrateFailed = &mf
+		}
 		out.VMs[name] = &c
 	}
 	for id, v := range s.Volumes {

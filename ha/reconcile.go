@@ -199,7 +199,11 @@ func unavailable(err error) bool { return errors.Is(err, xenctl.ErrUnavailable) 
 
 // observations turns an inventory into the VM report: every managed VM that
 // runs here or is assigned here, with desired ones that have no domain
-// reported as shut off.
+// reported as shut off. A desired VM that is not active and that this agent
+// has not yet tried to start under its current assignment is left out: its
+// state (a definition left shut off by an earlier stay here, or no domain
+// yet) predates the assignment, and the leader would take it for the
+// assignment's failure and move the VM away before it was ever started.
 func observations(in reconcileInput) map[string]ObservedVM {
 	out := map[string]ObservedVM{}
 	for _, d := range in.Domains {
@@ -207,8 +211,16 @@ func observations(in reconcileInput) map[string]ObservedVM {
 			out[d.Name] = ObservedVM{VM: d.Name, State: d.State, Reason: d.Reason}
 		}
 	}
-	for name := range in.Desired {
-		if _, ok := out[name]; !ok {
+	for name, vm := range in.Desired {
+		o, ok := out[name]
+		if ok && o.State.Active() {
+			continue
+		}
+		if m, started := in.Started[name]; !started || m != markOf(vm) {
+			delete(out, name)
+			continue
+		}
+		if !ok {
 			out[name] = ObservedVM{VM: name, State: xenctl.StateShutoff, Reason: "not defined here"}
 		}
 	}

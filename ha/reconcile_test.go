@@ -137,9 +137,33 @@ func TestObservations(t *testing.T) {
 		Managed: map[string]bool{"a": true, "b": true},
 		Desired: map[string]*VM{"a": {Name: "a"}, "b": {Name: "b"}},
 		Domains: []xenctl.Domain{{Name: "a", State: xenctl.StateRunning}, {Name: "x", State: xenctl.StateRunning}},
+		Started: map[string]startMark{"b": {}},
 	}
 	obs := observations(in)
 	if len(obs) != 2 || obs["a"].State != xenctl.StateRunning || obs["b"].State != xenctl.StateShutoff {
 		t.Fatalf("observations = %+v, want a running, b shut off, nothing of x", obs)
+	}
+}
+
+// A VM given back to a host that keeps its shut-off definition from an
+// earlier stay is not reported shut off until the agent tried to start it
+// under the new assignment: the leader would take the old state for the
+// new assignment's failure and move the VM on, and back, for good.
+func TestObservationsLeaveOutStateFromBeforeTheAssignment(t *testing.T) {
+	in := reconcileInput{
+		Managed: map[string]bool{"back": true, "new": true, "failed": true},
+		Desired: map[string]*VM{"back": {Name: "back", Assigned: 9}, "new": {Name: "new", Assigned: 9}, "failed": {Name: "failed", Assigned: 9}},
+		Domains: []xenctl.Domain{{Name: "back", State: xenctl.StateShutoff}},
+		Started: map[string]startMark{"back": {Assigned: 4}, "failed": {Assigned: 9}},
+	}
+	obs := observations(in)
+	if _, ok := obs["back"]; ok {
+		t.Errorf("back reported %s from its earlier stay before it was started again", obs["back"].State)
+	}
+	if _, ok := obs["new"]; ok {
+		t.Errorf("new reported %s before it was ever started", obs["new"].State)
+	}
+	if obs["failed"].State != xenctl.StateShutoff {
+		t.Errorf("failed (started under its assignment, no domain) reported %+v, want shut off", obs["failed"])
 	}
 }

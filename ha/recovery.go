@@ -22,19 +22,20 @@ import (
 
 // Failover event kinds.
 const (
-	EventHostWarn       EventKind = "host.warn"        // silent past WarnTime
-	EventHostSuspect    EventKind = "host.suspect"     // committed suspect: fencing starts
-	EventHostBack       EventKind = "host.back"        // a suspect host renewed before it was fenced
-	EventFenceAttempt   EventKind = "fence.attempt"    // one fencing attempt (Message: method and outcome)
-	EventFenceFailed    EventKind = "fence.failed"     // a fencing round failed; retried with backoff
-	EventFenceNeeded    EventKind = "fence.needed"     // no fencer can act: an operator must AckFence
-	EventHostFenced     EventKind = "host.fenced"      // a fence record is committed
-	EventVMPlaced       EventKind = "vm.placed"        // a VM was assigned to Host
-	EventVMPending      EventKind = "vm.pending"       // a VM waits (Message: why)
-	EventVMRestart      EventKind = "vm.restart"       // a local restart was granted
-	EventIsolated       EventKind = "host.isolated"    // this host lost its lease and isolated its VMs
-	EventIncidentClosed EventKind = "incident.closed"  // Message: the timeline
-	EventReconciled     EventKind = "agent.reconciled" // the agent acted on its hypervisor (Message: plan)
+	EventHostWarn       EventKind = "host.warn"         // silent past WarnTime
+	EventHostSuspect    EventKind = "host.suspect"      // committed suspect: fencing starts
+	EventHostBack       EventKind = "host.back"         // a suspect host renewed before it was fenced
+	EventFenceAttempt   EventKind = "fence.attempt"     // one fencing attempt (Message: method and outcome)
+	EventFenceFailed    EventKind = "fence.failed"      // a fencing round failed; retried with backoff
+	EventFenceNeeded    EventKind = "fence.needed"      // no fencer can act: an operator must AckFence
+	EventHostFenced     EventKind = "host.fenced"       // a fence record is committed
+	EventVMPlaced       EventKind = "vm.placed"         // a VM was assigned to Host
+	EventVMPending      EventKind = "vm.pending"        // a VM waits (Message: why)
+	EventVMRestart      EventKind = "vm.restart"        // a local restart was granted
+	EventMigrateFailed  EventKind = "vm.migrate-failed" // a live migration failed; the VM runs on Host (Message: the hypervisor's error)
+	EventIsolated       EventKind = "host.isolated"     // this host lost its lease and isolated its VMs
+	EventIncidentClosed EventKind = "incident.closed"   // Message: the timeline
+	EventReconciled     EventKind = "agent.reconciled"  // the agent acted on its hypervisor (Message: plan)
 )
 
 // failover holds one member's failover services.
@@ -112,6 +113,11 @@ func (f *failover) applied(cmd command, m applyMeta, result any, err error) {
 		}
 	case *restartCmd:
 		f.emit(Event{Kind: EventVMRestart, Host: c.Host, VM: c.VM, Index: m.Index})
+	case *migratedCmd:
+		if c.Err != "" {
+			f.emit(Event{Kind: EventMigrateFailed, Host: c.From, VM: c.VM, Index: m.Index,
+				Message: fmt.Sprintf("live migration of %s from %s to %s failed; it still runs on %s: %s", c.VM, c.From, c.To, c.From, c.Err)})
+		}
 	case *observedCmd:
 		f.emitClosed(c.Host, m, result)
 	case *incidentCloseCmd:
@@ -429,6 +435,10 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	var want []string
 	for _, name := range slices.Sorted(mapKeys(s.VMs)) {
 		vm := s.VMs[name]
+		if vm.Deleting {
+			r.finishDelete(ctx, s, vm)
+			continue
+		}
 		if !placeable(vm) {
 			continue
 		}
@@ -493,7 +503,9 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 			}
 			// Live migration when both hypervisors can, once; stop and
 			// start otherwise, or when it failed.
-			if !r.released["live:"+key] {
+			// A failed live migration is recorded in the state: no leader
+			// tries it again from this host, the VM moves by stop and start.
+			if !r.released["live:"+key] && vm.MigrateFailed == nil {
 				r.released["live:"+key] = true
 				to := vm.MoveTo
 				if to == "" {
@@ -516,8 +528,7 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 					delete(r.released, key)
 				}
 			}
-		case h.State == HostOnline && vm.Observed.Host == vm.Host &&
-			(vm.Observed.State == xenctl.StateCrashed || vm.Observed.State == xenctl.StateShutoff):
+		case h.State == HostOnline && stoppedSinceAssigned(vm):
 			if vm.LocalRestarts < vm.Policy.MaxLocalRestarts {
 				if _, err := f.c.propose(ctx, &restartCmd{VM: name, Host: vm.Host, Count: vm.LocalRestarts}); err != nil {
 					f.log.Debug("local restart grant failed", "vm", name, "err", err)
@@ -567,6 +578,29 @@ func (r *recovery) placeAll(ctx context.Context, s *State) {
 	if _, err := f.c.propose(ctx, cmd); err != nil {
 		f.log.Debug("assignment not committed; retrying next step", "err", err)
 	}
+}
+
+// finishDelete proposes vm.delete again for a VM being deleted once no
+// host may run it (or once a live migration that was under way ended, so
+// that its new host stops it).
+func (r *recovery) finishDelete(ctx context.Context, s *State, vm *VM) {
+	if vm.Migrating != nil || (vm.Host == "" && mayLeave(s, vm) != nil) {
+		return
+	}
+	if _, err := r.f.c.propose(ctx, &vmDelete{Name: vm.Name}); err != nil {
+		r.f.log.Debug("deleting a stopped VM failed; retried next step", "vm", vm.Name, "err", err)
+	}
+}
+
+// stoppedSinceAssigned reports whether the VM's host reported it crashed
+// or shut off from a view that includes the VM's assignment there: only
+// then is the stop the outcome of that assignment. An older report (made
+// before the host learnt it got the VM back, in flight meanwhile) tells of
+// an earlier stay, and acting on it would move the VM before it started.
+func stoppedSinceAssigned(vm *VM) bool {
+	o := vm.Observed
+	return o.Host == vm.Host && o.ViewIndex >= vm.Assigned &&
+		(o.State == xenctl.StateCrashed || o.State == xenctl.StateShutoff)
 }
 
 // provenOff reports whether host is fenced with a verified power-off that

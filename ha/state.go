@@ -126,6 +126,10 @@ type VM struct {
 	Policy Policy `json:"policy"`
 	// Stopped is the operator's wish that the VM not run anywhere.
 	Stopped bool `json:"stopped,omitempty"`
+	// Deleting is set by DeleteVM on a VM that runs or may still run: it is
+	// stopped and unplaced, and leaves the state once the host it was last
+	// on reported it stopped (or left, or was fenced).
+	Deleting bool `json:"deleting,omitempty"`
 	// Host is the desired placement, empty while unplaced. A host agent runs
 	// the VM only if Host is itself and OwnerEpoch equals its own epoch.
 	Host       string `json:"host,omitempty"`
@@ -148,6 +152,21 @@ type VM struct {
 	// Migrating is set while the VM is live-migrated from Host to another
 	// host; the hypervisors hand it over, and neither agent starts or stops it.
 	Migrating *Migration `json:"migrating,omitempty"`
+	// MigrateFailed is the last failed live migration of the VM from its
+	// current host, with the hypervisor's error. While it is set the VM
+	// moves off this host by stop and start only (a drain falls back to it,
+	// under any leader); an operator's Migrate tries live once more. It is
+	// cleared when the VM is released or gets a new host.
+	MigrateFailed *MigrateFailure `json:"migrate_failed,omitempty"`
+}
+
+// MigrateFailure records a live migration that failed; the VM kept running
+// on From.
+type MigrateFailure struct {
+	From  string    `json:"from"`
+	To    string    `json:"to"`
+	Error string    `json:"error"`
+	Time  time.Time `json:"time"`
 }
 
 // Migration is a live migration under way.

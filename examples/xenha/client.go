@@ -404,6 +404,10 @@ func (cl *client) act(method, path string, body any, done func(s *waitState) (bo
 				fmt.Fprintf(cl.stderr, "xenha %s: %s\n", cl.name, progress)
 				last = progress
 			}
+			if s.failed != "" {
+				fmt.Fprintf(cl.stderr, "xenha %s: %s\n", cl.name, s.failed)
+				return exitFailure
+			}
 			if ok {
 				return cl.result("done")
 			}
@@ -428,6 +432,9 @@ func (cl *client) result(s string) int {
 type waitState struct {
 	hosts []*ha.Host
 	vms   []*ha.VM
+	// failed, set by a wait condition, says why what it waits for will
+	// not happen: the wait ends at once with exit 1.
+	failed string
 }
 
 func (s *waitState) host(id string) *ha.Host {
@@ -499,6 +506,9 @@ func cmdMigrate(cl *client, args []string) int {
 		if v == nil {
 			return false, "VM " + vm + " is gone"
 		}
+		if f := v.MigrateFailed; f != nil && f.To == to && v.Host != to {
+			s.failed = fmt.Sprintf("live migration of %s to %s failed; it still runs on %s: %s", vm, to, f.From, f.Error)
+		}
 		return running(v, to), fmt.Sprintf("VM %s is %s on %q", vm, vmState(v), v.Host)
 	})
 }
@@ -542,40 +552,17 @@ func cmdPutVM(cl *client, args []string) int {
 	})
 }
 
-// cmdRemoveVM stops a placed VM through the pool (Stopped) and waits until
-// its host reports it stopped, then asks the pool to delete it. This pool
-// version deletes only VMs no host holds and has no way yet to unplace a
-// stopped one, so for a VM that ever ran the delete is refused (exit 1)
-// and the VM stays, stopped: a gap of the library, reported, not papered
-// over.
+// cmdRemoveVM deletes a VM from the pool. The pool stops a VM that runs
+// first and removes it once its host reported it stopped; --wait waits
+// until it is gone.
 func cmdRemoveVM(cl *client, args []string) int {
 	if len(args) != 1 {
 		return cl.usageErr("name one VM")
 	}
 	name := args[0]
-	path := "/v1/vms/" + url.PathEscape(name)
-	var vm ha.VM
-	if code := cl.do(http.MethodGet, path, nil, &vm); code != exitOK {
-		return code
-	}
-	if vm.Host != "" && !vm.Stopped {
-		vm.Stopped = true
-		if code := cl.do(http.MethodPut, path, vm, nil); code != exitOK {
-			return code
-		}
-	}
-	for deadline := time.Now().Add(cl.timeout); vm.Host != "" && (vm.Observed.Host == vm.Host && vm.Observed.State.Active()); time.Sleep(250 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			fmt.Fprintf(cl.stderr, "xenha remove-vm: %s still runs on %s after %v; it is marked stopped\n", name, vm.Host, cl.timeout)
-			return exitTimeout
-		}
-		if code := cl.do(http.MethodGet, path, nil, &vm); code != exitOK {
-			return code
-		}
-	}
-	return cl.act(http.MethodDelete, path, nil, func(s *waitState) (bool, string) {
-		if s.vm(name) != nil {
-			return false, "VM " + name + " still listed"
+	return cl.act(http.MethodDelete, "/v1/vms/"+url.PathEscape(name), nil, func(s *waitState) (bool, string) {
+		if v := s.vm(name); v != nil {
+			return false, fmt.Sprintf("VM %s still listed: %s", name, v.Pending)
 		}
 		return true, "VM " + name + " removed"
 	})

@@ -60,7 +60,7 @@ var commands = map[string]command{
 	"maintenance":   {usage: "maintenance HOST on|off", help: "drain HOST for maintenance, or bring it back; --wait until drained", run: cmdMaintenance},
 	"migrate":       {usage: "migrate VM HOST", help: "move VM to HOST (live when possible); --wait until it runs there", run: cmdMigrate},
 	"put-vm":        {usage: "put-vm FILE", help: "add or replace a VM from a JSON file (- for stdin); --wait until it runs", run: cmdPutVM},
-	"remove-vm":     {usage: "remove-vm NAME", help: "stop a VM through the pool, then remove it (this pool version removes only VMs no host holds)", run: cmdRemoveVM},
+	"remove-vm":     {usage: "remove-vm NAME", help: "remove a VM (the pool stops it first if it runs); --wait until it is gone", run: cmdRemoveVM},
 	"put-volume":    {usage: "put-volume FILE", help: "add or replace a cluster volume from a JSON file", run: cmdPutVolume},
 	"remove-volume": {usage: "remove-volume ID", help: "remove a cluster volume", run: cmdRemoveVolume},
 	"remove-host":   {usage: "remove-host HOST", help: "remove a departed host from the pool (refused if quorum would be at risk)", run: cmdRemoveHost},

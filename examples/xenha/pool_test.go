@@ -307,9 +307,6 @@ func TestPoolFromConfigFiles(t *testing.T) {
 	t.Run("put-vm", p.checkPutVm)
 	t.Run("refusals and exit codes", p.checkRefusalsAndExitCodes)
 	t.Run("status page", p.checkStatusPage)
-	// The moves below each take a VM to a host it has never run on: ha
-	// bounces a VM that comes back by stop and start to a host that still
-	// has its stopped definition (see the report of issue #20).
 	t.Run("fence a dead member", p.checkFenceADeadMember)
 	t.Run("metrics count the failover", p.checkMetricsCountTheFailover)
 	t.Run("drain", p.checkDrain)
@@ -437,6 +434,17 @@ func (p *pool) checkDrain(t *testing.T) {
 		t.Fatalf("web1 after draining %s: host %q, %s; want running on %s", from, v.Host, vmState(v), to)
 	}
 	p.ok("maintenance", from, "off", "--wait", "--timeout", "90s")
+	// Back to the drained host, which keeps web1's stopped definition: it
+	// runs there and stays (it once bounced between the two hosts for good).
+	p.ok("migrate", "web1", from, "--wait", "--timeout", "90s")
+	back := p.vm("web1")
+	if back.Host != from || vmState(back) != "running" {
+		t.Fatalf("web1 after migrate back to %s: host %q, %s", from, back.Host, vmState(back))
+	}
+	time.Sleep(2 * time.Second)
+	if v := p.vm("web1"); v.Host != from || v.Assigned != back.Assigned {
+		t.Fatalf("web1 moved on from %s by itself: host %q, assigned %d then %d", from, v.Host, back.Assigned, v.Assigned)
+	}
 }
 
 func (p *pool) checkMigrate(t *testing.T) {
@@ -455,13 +463,21 @@ func (p *pool) checkMigrate(t *testing.T) {
 	if v := p.vm("web2"); v.Host != "h1" || vmState(v) != "running" {
 		t.Fatalf("web2 after migrate --wait: host %q, %s", v.Host, vmState(v))
 	}
-	// This pool version deletes only VMs no host holds: remove-vm stops
-	// web2 and reports the library's refusal.
-	if _, errOut, code := p.xenha(p.server(), p.env, "remove-vm", "web2", "--timeout", "60s"); code != exitFailure || !strings.Contains(errOut, "unplaced") {
-		t.Fatalf("remove-vm of a placed VM: exit %d (%s), want %d and the library's refusal", code, errOut, exitFailure)
+	// Back to h2, which keeps web2's stopped definition: it runs there and
+	// stays (it once bounced between the two hosts for good).
+	p.ok("migrate", "web2", "h2", "--wait", "--timeout", "90s")
+	back := p.vm("web2")
+	if back.Host != "h2" || vmState(back) != "running" {
+		t.Fatalf("web2 after migrate back to h2: host %q, %s", back.Host, vmState(back))
 	}
-	if v := p.vm("web2"); !v.Stopped || v.Observed.State.Active() {
-		t.Fatalf("web2 after remove-vm: stopped %v, observed %s", v.Stopped, v.Observed.State)
+	time.Sleep(2 * time.Second)
+	if v := p.vm("web2"); v.Host != "h2" || v.Assigned != back.Assigned {
+		t.Fatalf("web2 moved on from h2 by itself: host %q, assigned %d then %d", v.Host, back.Assigned, v.Assigned)
+	}
+	// A running VM is removed: the pool stops it first.
+	p.ok("remove-vm", "web2", "--wait", "--timeout", "60s")
+	if _, _, code := p.xenha(p.server(), p.env, "vm", "web2"); code != exitNotFound {
+		t.Fatalf("vm web2 after remove-vm --wait: exit %d, want %d", code, exitNotFound)
 	}
 	// A VM that never ran is removed.
 	stopped := strings.Replace(strings.ReplaceAll(vm, "web2", "web3"), `"policy"`, `"stopped": true, "policy"`, 1)

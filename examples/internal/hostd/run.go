@@ -131,7 +131,9 @@ func build(ctx context.Context, f *File, log *slog.Logger, rn *renewals) (ha.Con
 		cfg.Hypervisor = h
 		if strings.HasPrefix(f.Hypervisor, "test:") {
 			// libvirt's test driver has no virDomainMigrate3: offering live
-			// migration would leave every move stuck retrying it.
+			// migration would fail every operator's migrate (ha gives up
+			// with the hypervisor's error) and make each drain try once
+			// before it falls back to stop and start.
 			cfg.Hypervisor = noLiveMigration{Hypervisor: h}
 		}
 	}
