@@ -34,6 +34,13 @@ fail() {
 step() { echo "fresh-check: [$(($(date +%s) - start)) s] $*" | tee -a "$log"; }
 
 [[ $(id -u) == 0 ]] || fail "must run as root (debootstrap, chroot, mounts)"
+# Every mount of the check, and of the tests in the root, stays in a mount
+# namespace of its own: the machine's mount table never shows them (a
+# libvirtd started meanwhile on the machine would find the root's cgroup
+# mounts there), and they all go when the check ends.
+if [[ -z ${XENHA_FRESH_NS:-} ]]; then
+	exec env XENHA_FRESH_NS=1 unshare --mount --propagation private -- bash "$0" "$@"
+fi
 [[ -x /usr/local/go/bin/go ]] || fail "no Go in /usr/local/go: the root gets Go from there"
 : >"$log"
 

@@ -141,9 +141,19 @@ func (g *ganesha) Disk(t testing.TB, name string, size int64) string {
 func ensureRpcbind(t testing.TB) {
 	t.Helper()
 	if testenv.Listening("127.0.0.1:111") {
+		// Services register through rpcbind's socket, so one that
+		// listens but has no socket here (it runs in another mount
+		// namespace, or a chroot's /run) cannot take ganesha's ports.
+		if _, err := os.Stat("/run/rpcbind.sock"); err != nil {
+			t.Fatalf("an rpcbind listens on port 111 but /run/rpcbind.sock is missing (%v): it runs in another mount namespace or root; stop it, or run the test where it runs", err)
+		}
 		return
 	}
 	bin := testenv.NeedBinary(t, "rpcbind")
+	// Its warm-start state directory, which boot makes (tmpfiles.d).
+	if err := os.MkdirAll("/run/rpcbind", 0o755); err != nil {
+		t.Fatalf("rpcbind's state directory: %v", err)
+	}
 	p := testenv.StartProcess(t, exec.Command(bin, "-f"), filepath.Join(t.TempDir(), "rpcbind.log"), syscall.SIGINT, 5*time.Second)
 	p.WaitListening(t, "127.0.0.1:111", 5*time.Second)
 }
