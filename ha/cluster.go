@@ -154,7 +154,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	}
 	var sec *security
 	if cfg.TLS != nil {
-		sec = &security{ca: cfg.TLS.CA, cert: cfg.TLS.Cert}
+		sec = &security{ca: cfg.TLS.CA, cert: cfg.TLS.Cert, verify: cfg.TLS.VerifyPeer}
 	}
 	c.dialer = &dialer{net: cfg.Network, sec: sec, clusterID: cfg.ClusterID, self: cfg.ID}
 	m := &mux{

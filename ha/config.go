@@ -19,6 +19,12 @@ import (
 type TLSConfig struct {
 	CA   *x509.CertPool
 	Cert tls.Certificate
+	// VerifyPeer, if set, is asked about every peer certificate that
+	// chains to CA, on both ends of every connection, before the peer may
+	// say anything: a revocation check, so that a revoked member or
+	// operator certificate is refused on the cluster port too. An error
+	// refuses the connection.
+	VerifyPeer func(cert *x509.Certificate) error
 }
 
 // FencePolicy says what counts as proof that a silent host is off.

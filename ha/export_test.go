@@ -41,7 +41,7 @@ type Attacker struct {
 func NewAttacker(tc *TLSConfig, clusterID, from string) *Attacker {
 	var sec *security
 	if tc != nil {
-		sec = &security{ca: tc.CA, cert: tc.Cert}
+		sec = &security{ca: tc.CA, cert: tc.Cert, verify: tc.VerifyPeer}
 	}
 	return &Attacker{d: &dialer{net: TCP{}, sec: sec, clusterID: clusterID, self: from}}
 }

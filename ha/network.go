@@ -92,8 +92,9 @@ func readStrings(r io.Reader, n int) (byte, []string, error) {
 
 // security is a member's TLS set-up, or nil for plaintext.
 type security struct {
-	ca   *x509.CertPool
-	cert tls.Certificate
+	ca     *x509.CertPool
+	cert   tls.Certificate
+	verify func(*x509.Certificate) error // TLSConfig.VerifyPeer
 }
 
 // verifyChain checks that the peer's certificate chains to the cluster CA.
@@ -111,8 +112,14 @@ func (s *security) verifyChain(cs tls.ConnectionState) error {
 	for _, c := range cs.PeerCertificates[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+	leaf := cs.PeerCertificates[0]
+	if _, err := leaf.Verify(opts); err != nil {
 		return fmt.Errorf("%w: not signed by the cluster CA: %v", ErrBadCertificate, err)
+	}
+	if s.verify != nil {
+		if err := s.verify(leaf); err != nil {
+			return fmt.Errorf("%w: certificate %q (serial %s) refused: %v", ErrBadCertificate, leaf.Subject.CommonName, leaf.SerialNumber.Text(16), err)
+		}
 	}
 	return nil
 }

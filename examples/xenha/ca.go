@@ -314,33 +314,3 @@ func (ca *diskCA) writeCRL(list []Issued) error {
 	}
 	return writeFile(filepath.Join(ca.dir, "crl.pem"), pemBlock("X509 CRL", der), 0o644)
 }
-
-// revocations reads a CRL file into the set of revoked serials (hex),
-// checked against ca. A missing path means none.
-func revocations(path string, caCert *x509.Certificate) (map[string]bool, error) {
-	out := map[string]bool{}
-	if path == "" {
-		return out, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("crl: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("crl: %s holds no PEM revocation list", path)
-	}
-	crl, err := x509.ParseRevocationList(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("crl: %s: %w", path, err)
-	}
-	if caCert != nil {
-		if err := crl.CheckSignatureFrom(caCert); err != nil {
-			return nil, fmt.Errorf("crl: %s is not signed by the pool's CA: %w", path, err)
-		}
-	}
-	for _, e := range crl.RevokedCertificateEntries {
-		out[e.SerialNumber.Text(16)] = true
-	}
-	return out, nil
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -172,13 +171,13 @@ func apiTLS(f *hostd.File) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("api: tls: %s holds no PEM certificate", f.TLS.CA)
 	}
-	var caCert *x509.Certificate
-	if b, _ := pem.Decode(caPEM); b != nil {
-		caCert, _ = x509.ParseCertificate(b.Bytes)
-	}
-	revoked, err := revocations(f.API.CRL, caCert)
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
+	var check func(*x509.Certificate) error
+	if f.API != nil && f.API.CRL != "" {
+		rv, err := hostd.LoadRevocations(f.API.CRL, f.TLS.CA)
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		check = rv.Check
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -186,9 +185,12 @@ func apiTLS(f *hostd.File) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
 		VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
+			if check == nil {
+				return nil
+			}
 			for _, ch := range chains {
-				if revoked[ch[0].SerialNumber.Text(16)] {
-					return fmt.Errorf("api: certificate %s (serial %s) is revoked", ch[0].Subject.CommonName, ch[0].SerialNumber.Text(16))
+				if err := check(ch[0]); err != nil {
+					return fmt.Errorf("api: %w", err)
 				}
 			}
 			return nil

@@ -86,8 +86,9 @@ type API struct {
 	// read endpoints without TLS, for Prometheus and a browser; keep it on
 	// loopback or a management network.
 	StatusListen string `json:"status_listen,omitempty"`
-	// CRL names the revocation list (xenha ca revoke writes crl.pem); the
-	// API refuses the certificates it lists. Read at start.
+	// CRL names the revocation list (xenha ca revoke writes crl.pem): the
+	// API and the cluster port refuse the certificates it lists. It is read
+	// again whenever the file changes.
 	CRL string `json:"crl,omitempty"`
 }
 

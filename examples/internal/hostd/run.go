@@ -115,6 +115,15 @@ func build(ctx context.Context, f *File, log *slog.Logger, rn *renewals) (ha.Con
 	if cfg.TLS, err = pki.LoadFiles(f.TLS.CA, f.TLS.Cert, f.TLS.Key); err != nil {
 		return fail(fmt.Errorf("daemon: tls: %w", err))
 	}
+	if f.API != nil && f.API.CRL != "" {
+		// A revoked certificate is refused on the cluster port as on the
+		// API: an operator's could otherwise still propose there.
+		rv, err := LoadRevocations(f.API.CRL, f.TLS.CA)
+		if err != nil {
+			return fail(fmt.Errorf("daemon: api.crl: %w", err))
+		}
+		cfg.TLS.VerifyPeer = rv.Check
+	}
 	if len(f.Fence) > 0 {
 		set := &fencerSet{log: log, self: f.ID, lease: cfg.Lease, renewals: rn}
 		closers = append(closers, set.close)
