@@ -325,11 +325,22 @@ type boltMetaPage struct {
 // higher transaction ID.
 func boltMeta(f *os.File) (boltMetaPage, error) {
 	m0, ok0 := boltMetaAt(f, 0)
-	ps := int64(4096)
+	ps := int64(os.Getpagesize())
+	var m1 boltMetaPage
+	var ok1 bool
 	if ok0 && m0.pageSize >= 512 && m0.pageSize <= 1<<20 {
 		ps = int64(m0.pageSize)
+		m1, ok1 = boltMetaAt(f, ps)
+	} else {
+		// Meta page 0 is torn: find page 1 as bbolt does, trying every
+		// page size it may have been written with (this machine's first).
+		for _, try := range append([]int64{ps}, boltPageSizes()...) {
+			if m1, ok1 = boltMetaAt(f, try); ok1 && int64(m1.pageSize) == try {
+				ps = try
+				break
+			}
+		}
 	}
-	m1, ok1 := boltMetaAt(f, ps)
 	m := m0
 	switch {
 	case ok1 && (!ok0 || m1.txid > m0.txid):
@@ -341,6 +352,15 @@ func boltMeta(f *os.File) (boltMetaPage, error) {
 		return m, fmt.Errorf("meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
 	}
 	return m, nil
+}
+
+// boltPageSizes are the page sizes bbolt may have written a file with.
+func boltPageSizes() []int64 {
+	var out []int64
+	for ps := int64(1024); ps <= 16<<20; ps *= 2 {
+		out = append(out, ps)
+	}
+	return out
 }
 
 // boltMetaAt reads the meta page at off: page header (id, flags, count,
