@@ -223,6 +223,23 @@ func (v *memberView) mayAct(id string) bool {
 	return ok && !v.gone[id] && time.Now().Before(until)
 }
 
+// mayStay reports whether an open Raft stream from id may go on. It is
+// mayAct without the vouch's time limit: a peer vouched for when its stream
+// opened keeps it until this member learns that it left. A new leader that
+// must send a lagging member a snapshot may take longer than vouchTTL to
+// send it, and cutting the stream at the deadline would cut every retry
+// too, so the member would never learn the configuration that names the
+// leader. Each request on the stream is still checked (checkRaftRPC).
+func (v *memberView) mayStay(id string) bool {
+	if v.mayAct(id) {
+		return true
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	_, vouched := v.vouched[id]
+	return vouched && !v.gone[id]
+}
+
 // wasMember reports whether id left this member's configuration.
 func (v *memberView) wasMember(id string) bool {
 	v.mu.RLock()

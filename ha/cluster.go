@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		raftConns: make(chan net.Conn),
 		rpc:       c.serveRPC,
 		admit:     c.admitPeer,
-		mayStay:   c.members.mayAct,
+		mayStay:   c.members.mayStay,
 		log:       func(msg string, args ...any) { c.log.Warn(msg, args...) },
 		closed:    make(chan struct{}),
 	}
