@@ -109,7 +109,7 @@ func (g *ganesha) waitRegistered(t testing.TB, p *testenv.Process) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, _ := exec.Command("rpcinfo", "-p", "127.0.0.1").Output()
+		out, _ := exec.Command("rpcinfo", "-p", "127.0.0.1").CombinedOutput()
 		lines := map[string]bool{}
 		for _, l := range strings.Split(string(out), "\n") {
 			// program, version, protocol, port, then the service's name
