@@ -18,7 +18,7 @@ components=(
 	"libvirt|private libvirtd with QEMU (TCG, no KVM needed) for xenctl/libvirt|libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils qemu-block-extra tini"
 	"netguard|nftables in test-made network namespaces, real packets; iptables+arptables for make bench|nftables iproute2 iputils-ping iputils-arping tcpdump iptables arptables"
 	"fence|simulated BMC (ipmi_sim), IPMI client, ClusterLabs fence agents|openipmi ipmitool fence-agents"
-	"storage|nbd-server, qemu-nbd, tgtd, nfs-ganesha with rpcbind, drbdadm|nbd-server nbd-client tgt nfs-ganesha nfs-ganesha-vfs rpcbind drbd-utils"
+	"storage|nbd-server, qemu-nbd, tgtd, nfs-ganesha with rpcbind, drbdadm; /etc/services and /etc/protocols for the RPC tools|nbd-server nbd-client tgt nfs-ganesha nfs-ganesha-vfs rpcbind drbd-utils netbase"
 	"operator|the xenha status page in headless Chromium, promtool for its alert rules|chromium prometheus"
 )
 
