@@ -319,7 +319,8 @@ func movedAt(ctx context.Context, p *pool, w *watch, moved []string, from string
 }
 
 // networkOwners waits until each VM's MAC is allowed by exactly one host's
-// guard, the one it executes on (DESIGN §4.4), reading the guards back.
+// guard, the one it executes on (a VM's traffic is unblocked on one host at
+// most), reading the guards back.
 func networkOwners(ctx context.Context, p *pool, w *watch, vms []ha.VM, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

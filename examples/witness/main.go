@@ -1,4 +1,5 @@
-// Command witness is the third vote of a two-host pool (DESIGN §4.6): a
+// Command witness is the third vote of a two-host pool (a pool needs three
+// voters so that it keeps a majority when one host dies): a
 // xenha member with RoleWitness, which votes in Raft and runs no VMs, so
 // that either host can fail without the other losing quorum. It needs no
 // hypervisor, guard or storage, and may run on any small machine that both
