@@ -23,6 +23,7 @@ type ganesha struct {
 	NFSPort   int
 	MountPort int
 	proc      *os.Process
+	rpcbind   *testenv.Process // the one this test started, if any
 }
 
 // Freeze stops ganesha (SIGSTOP) until the returned function resumes it:
@@ -43,9 +44,9 @@ func startGanesha(t testing.TB) *ganesha {
 	testenv.NeedRoot(t)
 	bin := testenv.NeedBinary(t, "ganesha.nfsd")
 	testenv.NeedBinary(t, "rpcinfo")
-	ensureRpcbind(t)
+	rpcb := ensureRpcbind(t)
 	dir := t.TempDir()
-	g := &ganesha{Export: filepath.Join(dir, "export"), NFSPort: testenv.FreePort(t), MountPort: testenv.FreePort(t)}
+	g := &ganesha{rpcbind: rpcb, Export: filepath.Join(dir, "export"), NFSPort: testenv.FreePort(t), MountPort: testenv.FreePort(t)}
 	if err := os.Mkdir(g.Export, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func (g *ganesha) waitRegistered(t testing.TB, p *testenv.Process) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ganesha did not register %v with rpcbind within 20 s; rpcinfo -p:\n%s\nits log (%s):\n%s", missing, out, p.LogPath, p.Log())
+			t.Fatalf("ganesha did not register %v with rpcbind within 20 s; rpcinfo -p:\n%s\nits log (%s):\n%s%s", missing, out, p.LogPath, p.Log(), g.rpcbindLog())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -138,7 +139,18 @@ func (g *ganesha) Disk(t testing.TB, name string, size int64) string {
 	return testenv.SparseFile(t, p, size)
 }
 
-func ensureRpcbind(t testing.TB) {
+// rpcbindLog is the debug log of the rpcbind the test started, if it
+// started one.
+func (g *ganesha) rpcbindLog() string {
+	if g.rpcbind == nil {
+		return "\n(rpcbind was already running: its log is not the test's)"
+	}
+	return fmt.Sprintf("\nrpcbind's log (%s):\n%s", g.rpcbind.LogPath, g.rpcbind.Log())
+}
+
+// ensureRpcbind starts rpcbind (in debug mode, so that a refusal says why
+// in its log) unless one already listens; it returns the one it started.
+func ensureRpcbind(t testing.TB) *testenv.Process {
 	t.Helper()
 	if testenv.Listening("127.0.0.1:111") {
 		// Services register through rpcbind's socket, so one that
@@ -147,15 +159,16 @@ func ensureRpcbind(t testing.TB) {
 		if _, err := os.Stat("/run/rpcbind.sock"); err != nil {
 			t.Fatalf("an rpcbind listens on port 111 but /run/rpcbind.sock is missing (%v): it runs in another mount namespace or root; stop it, or run the test where it runs", err)
 		}
-		return
+		return nil
 	}
 	bin := testenv.NeedBinary(t, "rpcbind")
 	// Its warm-start state directory, which boot makes (tmpfiles.d).
 	if err := os.MkdirAll("/run/rpcbind", 0o755); err != nil {
 		t.Fatalf("rpcbind's state directory: %v", err)
 	}
-	p := testenv.StartProcess(t, exec.Command(bin, "-f"), filepath.Join(t.TempDir(), "rpcbind.log"), syscall.SIGINT, 5*time.Second)
+	p := testenv.StartProcess(t, exec.Command(bin, "-f", "-d"), filepath.Join(t.TempDir(), "rpcbind.log"), syscall.SIGINT, 5*time.Second)
 	p.WaitListening(t, "127.0.0.1:111", 5*time.Second)
+	return p
 }
 
 func ctxT(t testing.TB) context.Context { return testenv.Context(t, 20*time.Second) }
