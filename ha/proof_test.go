@@ -23,26 +23,7 @@ func TestFailoverUnverifiedProofWaitsOutTheLease(t *testing.T) {
 			t.Parallel()
 			w := hatest.NewWorld(t, 3, hatest.FenceProof(kind))
 			inv := w.CheckInvariants(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
-				t.Fatal(err)
-			}
-			l, err := w.WaitLeader(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			victim := w.ID((l + 1) % 3)
-			onVictim := w.VMsOn(victim)
-			if len(onVictim) == 0 {
-				t.Fatalf("no VM on %s to fail over:\n%s", victim, w.Describe())
-			}
-			w.Kill(w.Index(victim))
-			for _, vm := range onVictim {
-				if _, err := w.WaitRunning(ctx, vm, victim); err != nil {
-					t.Fatal(err)
-				}
-			}
+			l, victim := killFollowerWithVMs(t, w)
 			inv.Stop()
 			inc := incidentOf(t, w.State(), victim)
 			reassign := w.Config(l).ReassignAfter
@@ -74,6 +55,21 @@ func TestFailoverVerifiedOffSkipsTheWait(t *testing.T) {
 	t.Parallel()
 	w := hatest.NewWorld(t, 3)
 	w.CheckInvariants(t)
+	_, victim := killFollowerWithVMs(t, w)
+	s := w.State()
+	if n := len(s.Fences); n == 0 || s.Fences[n-1].Proof != fence.ProofVerifiedOff.String() {
+		t.Fatalf("fence records %+v, want the last one verified-off", s.Fences)
+	}
+	if tl := incidentOf(t, s, victim).Timeline(false); !strings.Contains(tl, "verified power-off: its VMs may be placed at once") {
+		t.Errorf("timeline:\n%s", tl)
+	}
+}
+
+// killFollowerWithVMs puts six VMs on w, kills a follower that runs some of
+// them and waits until they all run elsewhere. It returns the leader's index
+// and the victim.
+func killFollowerWithVMs(t *testing.T, w *hatest.World) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := w.AddVMs(ctx, testVMs(6)...); err != nil {
@@ -85,19 +81,16 @@ func TestFailoverVerifiedOffSkipsTheWait(t *testing.T) {
 	}
 	victim := w.ID((l + 1) % 3)
 	onVictim := w.VMsOn(victim)
+	if len(onVictim) == 0 {
+		t.Fatalf("no VM on %s to fail over:\n%s", victim, w.Describe())
+	}
 	w.Kill(w.Index(victim))
 	for _, vm := range onVictim {
 		if _, err := w.WaitRunning(ctx, vm, victim); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := w.State()
-	if n := len(s.Fences); n == 0 || s.Fences[n-1].Proof != fence.ProofVerifiedOff.String() {
-		t.Fatalf("fence records %+v, want the last one verified-off", s.Fences)
-	}
-	if tl := incidentOf(t, s, victim).Timeline(false); !strings.Contains(tl, "verified power-off: its VMs may be placed at once") {
-		t.Errorf("timeline:\n%s", tl)
-	}
+	return l, victim
 }
 
 // incidentOf returns the newest incident of host in s.
